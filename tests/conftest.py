@@ -31,13 +31,18 @@ MARKERS = {
 }
 #: service fixture -> marker added to every test that uses it (directly or through another fixture).
 FIXTURE_MARKERS = {
-    "kafka_broker": "kafka", "clickhouse_server": "clickhouse", "k8s_cluster": "k8s", "ray_runtime": "ray",
+    "kafka_broker": "kafka",
+    "clickhouse_server": "clickhouse",
+    "k8s_cluster": "k8s",
+    "ray_runtime": "ray",
 }
 
 
 def pytest_configure(config: pytest.Config) -> None:
     for name, doc in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {doc}")
+    # The test API server's cert is self-signed by design (kubeconfig has insecure-skip-tls-verify).
+    config.addinivalue_line("filterwarnings", "ignore::urllib3.exceptions.InsecureRequestWarning")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -72,8 +77,10 @@ def shared_dir() -> Path:
     """../shared (real market data, KubeRay CRDs); TRADEPLANE_SHARED_DIR overrides. Fails if missing."""
     path = _shared_dir()
     if not path.is_dir():
-        pytest.fail(f"shared dir {path} not found: check out ../shared next to the repo or set "
-                    f"TRADEPLANE_SHARED_DIR", pytrace=False)
+        pytest.fail(
+            f"shared dir {path} not found: check out ../shared next to the repo or set TRADEPLANE_SHARED_DIR",
+            pytrace=False,
+        )
     return path
 
 
@@ -104,11 +111,11 @@ def chdb_session(tmp_path: Path) -> Iterator[Any]:
     chDB runs in-process, so no server and no marker; the path is the test's own."""
     from chdb import session as chs
 
-    sess = chs.Session(str(tmp_path / "chdb"))
+    sess = chs.Session(str(tmp_path / "chdb"))  # type: ignore[no-untyped-call]
     try:
         yield sess
     finally:
-        sess.close()
+        sess.close()  # type: ignore[no-untyped-call]
 
 
 @pytest.fixture(scope="session")

@@ -31,13 +31,16 @@ def test_server_numpy_columnar_insert(clickhouse_server: ClickHouseServer) -> No
     client = clickhouse_server.client(settings={"use_numpy": True})
     table = f"smoke_{uuid.uuid4().hex[:10]}"
     ts, price, qty = _frame()
-    client.execute(f"CREATE TABLE {table} (ts DateTime, price Float64, qty UInt32) "
-                   "ENGINE = MergeTree PARTITION BY toYYYYMMDD(ts) ORDER BY ts")
+    client.execute(
+        f"CREATE TABLE {table} (ts DateTime, price Float64, qty UInt32) "
+        "ENGINE = MergeTree PARTITION BY toYYYYMMDD(ts) ORDER BY ts"
+    )
     try:
         inserted = client.execute(f"INSERT INTO {table} (ts, price, qty) VALUES", [ts, price, qty], columnar=True)
         assert inserted == ROWS
         ((count, total_qty, total_price, days),) = client.execute(
-            f"SELECT count(), sum(qty), sum(price), uniqExact(toDate(ts)) FROM {table}")
+            f"SELECT count(), sum(qty), sum(price), uniqExact(toDate(ts)) FROM {table}"
+        )
         assert count == ROWS
         assert int(total_qty) == int(qty.sum(dtype=np.uint64))
         assert float(total_price) == pytest.approx(float(price.sum()), rel=1e-12)  # summation order differs
@@ -54,7 +57,7 @@ CREATE TABLE smoke.trades (
 """
 
 
-def _chdb_totals(sess: Any) -> tuple[int, int, float, int]:
+def _chdb_totals(sess: Any) -> tuple[object, ...]:
     out = sess.query("SELECT count(), sum(qty), sum(price), uniqExact(toDate(ts)) FROM smoke.trades", "CSV")
     count, qty, price, days = str(out).strip().split(",")
     return int(count), int(qty), float(price), int(days)
@@ -68,23 +71,27 @@ def test_chdb_modern_schema_and_persistence(chdb_session: Any, tmp_path: Path) -
     symbols = np.where(np.arange(ROWS) % 2 == 0, "BTCUSDT", "ETHUSDT")
     chdb_session.query("CREATE DATABASE smoke")
     chdb_session.query(CHDB_DDL)
-    values = ",".join(f"('{t}.250','{s}',{p},{q})" for t, s, p, q in zip(ts.astype(str), symbols, price, qty,
-                                                                          strict=True))
+    values = ",".join(
+        f"('{t}.250','{s}',{p},{q})" for t, s, p, q in zip(ts.astype(str), symbols, price, qty, strict=True)
+    )
     chdb_session.query(f"INSERT INTO smoke.trades VALUES {values}")
     days = len(np.unique(ts.astype("datetime64[D]")))
     expected = (ROWS, int(qty.sum()), pytest.approx(float(price.sum()), rel=1e-12), days)
     assert _chdb_totals(chdb_session) == expected
     ms = str(chdb_session.query("SELECT toUnixTimestamp64Milli(min(ts)) FROM smoke.trades", "CSV")).strip()
     assert int(ms) == int(ts[0].astype("datetime64[ms]").astype(np.int64)) + 250
-    assert str(chdb_session.query(
-        "SELECT toTypeName(symbol) FROM smoke.trades LIMIT 1", "CSV")).strip() == '"LowCardinality(String)"'
-    parts = str(chdb_session.query(
-        "SELECT uniqExact(partition) FROM system.parts WHERE database='smoke' AND active", "CSV")).strip()
+    assert (
+        str(chdb_session.query("SELECT toTypeName(symbol) FROM smoke.trades LIMIT 1", "CSV")).strip()
+        == '"LowCardinality(String)"'
+    )
+    parts = str(
+        chdb_session.query("SELECT uniqExact(partition) FROM system.parts WHERE database='smoke' AND active", "CSV")
+    ).strip()
     assert int(parts) == days
 
     chdb_session.close()
-    reopened = chs.Session(str(tmp_path / "chdb"))
+    reopened = chs.Session(str(tmp_path / "chdb"))  # type: ignore[no-untyped-call]
     try:
         assert _chdb_totals(reopened) == expected
     finally:
-        reopened.close()
+        reopened.close()  # type: ignore[no-untyped-call]

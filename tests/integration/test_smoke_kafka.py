@@ -13,7 +13,7 @@ import uuid
 from collections import defaultdict
 
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from tests.services import KafkaBroker
 
@@ -25,8 +25,9 @@ KEYS = [f"key-{i}" for i in range(7)]
 def _create_topic(bootstrap: str, partitions: int) -> str:
     topic = f"smoke-{uuid.uuid4().hex[:12]}"
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    for future in admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)],
-                                      operation_timeout=10).values():
+    for future in admin.create_topics(
+        [NewTopic(topic, num_partitions=partitions, replication_factor=1)], operation_timeout=10
+    ).values():
         future.result(timeout=15)
     assert len(admin.list_topics(topic, timeout=10).topics[topic].partitions) == partitions
     return topic
@@ -42,16 +43,26 @@ def test_idempotent_produce_and_group_consume(kafka_broker: KafkaBroker) -> None
     for seq in range(MESSAGES):
         key = KEYS[seq % len(KEYS)]
         sent[key].append(seq)
-        producer.produce(topic, key=key, value=f"{key}:{seq}".encode(),
-                         on_delivery=lambda err, _msg: errors.append(str(err)) if err else None)
+        producer.produce(
+            topic,
+            key=key,
+            value=f"{key}:{seq}".encode(),
+            on_delivery=lambda err, _msg: errors.append(str(err)) if err else None,
+        )
     assert producer.flush(15) == 0, "messages still queued after flush"
     assert errors == []
 
     group = f"smoke-{uuid.uuid4().hex[:8]}"
-    consumer = Consumer({
-        "bootstrap.servers": bootstrap, "group.id": group, "auto.offset.reset": "earliest",
-        "enable.auto.commit": False, "session.timeout.ms": 6000, "heartbeat.interval.ms": 500,
-    })
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": group,
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            "session.timeout.ms": 6000,
+            "heartbeat.interval.ms": 500,
+        }
+    )
     consumer.subscribe([topic])
     received: dict[str, list[int]] = defaultdict(list)
     next_offset: dict[int, int] = {}
@@ -63,10 +74,12 @@ def test_idempotent_produce_and_group_consume(kafka_broker: KafkaBroker) -> None
                 continue
             if msg.error():
                 raise KafkaException(msg.error())
-            key, seq = msg.value().decode().split(":")
-            assert msg.key().decode() == key
-            received[key].append(int(seq))
-            next_offset[msg.partition()] = msg.offset() + 1
+            value, msg_key, partition, offset = msg.value(), msg.key(), msg.partition(), msg.offset()
+            assert value is not None and msg_key is not None and partition is not None and offset is not None
+            key, seq_text = value.decode().split(":")
+            assert msg_key.decode() == key
+            received[key].append(int(seq_text))
+            next_offset[partition] = offset + 1
         assert sum(map(len, received.values())) == MESSAGES, f"got {dict(received)}"
         assert received == sent, "per-key order (or content) differs from what was produced"
 
@@ -91,8 +104,9 @@ async def _aiokafka_round_trip(bootstrap: str, topic: str, payloads: list[bytes]
             await producer.send_and_wait(topic, payload, key=b"k")
     finally:
         await producer.stop()
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                                group_id=None, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None, enable_auto_commit=False
+    )
     await consumer.start()
     try:
         got: list[bytes] = []

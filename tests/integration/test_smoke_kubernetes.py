@@ -7,18 +7,17 @@ and helm 3.6.2 runs. Tests of tradeplane's own CRDs, examples and chart live in 
 
 from __future__ import annotations
 
-import os
 import subprocess
 import uuid
-from pathlib import Path
 
 import pytest
 from kubernetes import client
 
 from tests.services import KubernetesCluster
+from tests.services.kubernetes import TOOLS_BIN_DIR
 
 KUBERAY_CRDS = {"rayclusters.ray.io", "rayjobs.ray.io", "rayservices.ray.io"}
-HELM = Path(os.environ.get("TRADEPLANE_TOOLS_DIR", "/opt/tradeplane-tools")) / "bin" / "helm"
+HELM = TOOLS_BIN_DIR / "helm"
 
 
 def test_apiserver_ready(k8s_cluster: KubernetesCluster) -> None:
@@ -36,7 +35,7 @@ def test_configmap_round_trip_with_python_client(k8s_cluster: KubernetesCluster)
         try:
             got = core.read_namespaced_config_map(name, "default")
             assert got.data == {"venue": "binance"}
-            assert got.metadata.uid
+            assert got.metadata is not None and got.metadata.uid
         finally:
             core.delete_namespaced_config_map(name, "default")
         with pytest.raises(client.ApiException) as missing:
@@ -50,11 +49,18 @@ def test_kuberay_crds_established(k8s_cluster: KubernetesCluster) -> None:
     assert set(k8s_cluster.install_kuberay_crds()) == KUBERAY_CRDS
     kinds = k8s_cluster.kubectl("api-resources", "--api-group=ray.io", "-o", "name").stdout.split()
     assert set(kinds) == KUBERAY_CRDS
-    # The schema is enforced: a RayJob with a wrongly typed field is rejected by the API server.
-    bad = ("apiVersion: ray.io/v1\nkind: RayJob\nmetadata: {name: smoke-bad}\n"
-           "spec: {entrypoint: 42, shutdownAfterJobFinishes: notabool}\n")
-    rejected = k8s_cluster.kubectl("create", "--validate=false", "-f", "-", input=bad, check=False)
-    assert rejected.returncode != 0 and "Invalid" in rejected.stderr, rejected.stderr
+    # The schema is enforced both ways: a well-formed RayJob passes, a wrongly typed one is rejected.
+    good = (
+        "apiVersion: ray.io/v1\nkind: RayJob\nmetadata: {name: smoke-good}\n"
+        "spec: {entrypoint: python -c 'print(1)', shutdownAfterJobFinishes: true}\n"
+    )
+    k8s_cluster.kubectl("create", "--dry-run=server", "--validate=false", "-f", "-", input=good)
+    bad = good.replace("smoke-good", "smoke-bad").replace(
+        "shutdownAfterJobFinishes: true", "shutdownAfterJobFinishes: notabool"
+    )
+    rejected = k8s_cluster.kubectl("create", "--dry-run=server", "--validate=false", "-f", "-", input=bad, check=False)
+    assert rejected.returncode != 0, rejected.stdout
+    assert "shutdownAfterJobFinishes" in rejected.stderr and "boolean" in rejected.stderr, rejected.stderr
 
 
 def test_helm_version() -> None:

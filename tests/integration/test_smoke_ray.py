@@ -34,4 +34,4 @@ def test_remote_task(ray_runtime: RayRuntime) -> None:
 def test_actor_keeps_state(ray_runtime: RayRuntime) -> None:
     counter = Counter.remote(10)  # type: ignore[attr-defined]
     assert ray.get([counter.add.remote(i) for i in (1, 2, 3)], timeout=60) == [11, 13, 16]
-    assert ray.cluster_resources().get("CPU") == ray_runtime.num_cpus
+    assert ray.cluster_resources().get("CPU") == ray_runtime.num_cpus  # type: ignore[no-untyped-call]

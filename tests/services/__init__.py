@@ -11,6 +11,12 @@ from tests.services.kubernetes import KubectlError, KubernetesCluster
 from tests.services.ray_cluster import RayRuntime
 
 __all__ = [
-    "ClickHouseServer", "KafkaBroker", "KubectlError", "KubernetesCluster", "RayRuntime", "ServiceError",
-    "free_port", "free_ports",
+    "ClickHouseServer",
+    "KafkaBroker",
+    "KubectlError",
+    "KubernetesCluster",
+    "RayRuntime",
+    "ServiceError",
+    "free_port",
+    "free_ports",
 ]

@@ -21,7 +21,9 @@ from tests.services.kafka import KafkaBroker
 from tests.services.kubernetes import KubernetesCluster
 
 SERVICES: dict[str, type[Service]] = {
-    "kafka": KafkaBroker, "clickhouse": ClickHouseServer, "kubernetes": KubernetesCluster,
+    "kafka": KafkaBroker,
+    "clickhouse": ClickHouseServer,
+    "kubernetes": KubernetesCluster,
 }
 STATE_DIR = Path(".tradeplane") / "services"
 

@@ -15,7 +15,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -144,7 +144,12 @@ class OwnedProcess:
                 env[key] = value
         with self.log_path.open("ab") as log:
             self.popen = subprocess.Popen(
-                self.argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                self.argv,
+                cwd=cwd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
 
@@ -167,8 +172,9 @@ class OwnedProcess:
 class Service:
     """Base for a service made of processes we own: launch, poll readiness with log tails, stop by PID.
 
-    ``external=True`` instances point at a service someone else runs (a CI sidecar, a developer's cluster):
-    ``start``/``stop`` do nothing and only the readiness probe runs, so tests take the same code path.
+    Instances made by a subclass's ``attach(...)`` (``external`` is True) point at a service someone else runs
+    (a CI sidecar, ``python -m tests.services start``): ``start``/``stop`` do nothing and only the readiness
+    probe runs, so tests take the same code path either way.
     """
 
     name = "service"
@@ -218,13 +224,15 @@ class Service:
             self.stop()
             raise
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()
 
     # -- helpers for subclasses ---------------------------------------------------------------------------
-    def launch(self, name: str, argv: Sequence[str | Path],
-               env: Mapping[str, str | None] | None = None) -> OwnedProcess:
+    def launch(
+        self, name: str, argv: Sequence[str | Path], env: Mapping[str, str | None] | None = None
+    ) -> OwnedProcess:
         """Start one process with its log at ``workdir/<name>.log`` and remember it for ``stop``."""
         proc = OwnedProcess(name, [str(a) for a in argv], self.workdir / f"{name}.log", env)
         proc.start(self.workdir)
@@ -233,8 +241,10 @@ class Service:
 
     def logs(self) -> str:
         """Tails of every log this service wrote, for error messages."""
-        parts = [f"--- {p.log_path} (pid {p.popen.pid if p.popen else '-'}, exit {p.exit_code()}) ---\n"
-                 f"{tail(p.log_path)}" for p in self.processes]
+        parts = [
+            f"--- {p.log_path} (pid {p.popen.pid if p.popen else '-'}, exit {p.exit_code()}) ---\n{tail(p.log_path)}"
+            for p in self.processes
+        ]
         parts += [f"--- {extra} ---\n{tail(extra)}" for extra in self.extra_logs() if extra.exists()]
         return "\n".join(parts) or "<no logs: external service>"
 
@@ -252,16 +262,18 @@ class Service:
         while True:
             for proc in self.processes:
                 if proc.exit_code() is not None:
-                    raise ServiceError(f"{self.name}: {proc.name} exited with code {proc.exit_code()} while "
-                                       f"waiting for {what}\n{self.logs()}")
+                    raise ServiceError(
+                        f"{self.name}: {proc.name} exited with code {proc.exit_code()} while "
+                        f"waiting for {what}\n{self.logs()}"
+                    )
             try:
                 if probe():
                     return
             except Exception as exc:
                 last = exc
             if time.monotonic() >= deadline:
-                raise ServiceError(f"{self.name}: {what} not ready after {timeout:.0f}s "
-                                   f"(last probe error: {last!r})\n{self.logs()}")
+                why = f" (last probe error: {last!r})" if last else ""
+                raise ServiceError(f"{self.name}: {what} not ready after {timeout:.0f}s{why}\n{self.logs()}")
             time.sleep(interval)
 
     # -- state for ``python -m tests.services`` -------------------------------------------------------------
@@ -274,8 +286,9 @@ class Service:
         return {
             "name": self.name,
             "workdir": str(self.workdir),
-            "processes": [{"name": p.name, "pid": p.pid, "argv0": p.argv[0], "log": str(p.log_path)}
-                          for p in self.processes],
+            "processes": [
+                {"name": p.name, "pid": p.pid, "argv0": p.argv[0], "log": str(p.log_path)} for p in self.processes
+            ],
             "connection": self.connection_info(),
         }
 
@@ -300,11 +313,7 @@ def which(name: str, *candidates: Path) -> Path:
             return cand
     found = shutil.which(name)
     if not found:
-        raise ServiceError(f"{name} not found (looked in {[str(c) for c in candidates]} and $PATH); "
-                           f"run scripts/install-system.sh")
+        raise ServiceError(
+            f"{name} not found (looked in {[str(c) for c in candidates]} and $PATH); run scripts/install-system.sh"
+        )
     return Path(found)
-
-
-def iter_state_files(state_dir: Path) -> Iterator[Path]:
-    """State files written by ``python -m tests.services start``."""
-    yield from sorted(state_dir.glob("*.json"))

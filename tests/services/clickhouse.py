@@ -109,10 +109,16 @@ class ClickHouseServer(Service):
         data = self.workdir / "data"
         for sub in ("tmp", "user_files", "format_schemas"):
             (data / sub).mkdir(parents=True, exist_ok=True)
-        self.config_path.write_text(CONFIG_XML.format(
-            log=escape(str(self.workdir / "clickhouse-server.log")),
-            errlog=escape(str(self.workdir / "clickhouse-server.err.log")),
-            host=self.host, tcp_port=self.port, http_port=self.http_port, data=escape(str(data))))
+        self.config_path.write_text(
+            CONFIG_XML.format(
+                log=escape(str(self.workdir / "clickhouse-server.log")),
+                errlog=escape(str(self.workdir / "clickhouse-server.err.log")),
+                host=self.host,
+                tcp_port=self.port,
+                http_port=self.http_port,
+                data=escape(str(data)),
+            )
+        )
         (self.workdir / "users.xml").write_text(USERS_XML)
         self.launch("clickhouse-stdout", [which("clickhouse-server"), f"--config-file={self.config_path}"])
 
@@ -129,7 +135,12 @@ class ClickHouseServer(Service):
     def wait_ready(self, timeout: float = 60.0) -> ClickHouseServer:
         """Ready when ``SELECT 1`` answers over the native protocol."""
         self.poll_until(lambda: port_open(self.port, self.host), timeout, f"TCP {self.host}:{self.port}")
-        self.poll_until(lambda: self.client().execute("SELECT 1") == [(1,)], timeout, "SELECT 1")
+        # Short socket timeouts: a port held by something else must not stall each probe for 30 s.
+        self.poll_until(
+            lambda: self.client(connect_timeout=1, send_receive_timeout=2).execute("SELECT 1") == [(1,)],
+            timeout,
+            "SELECT 1",
+        )
         return self
 
     @property

@@ -53,9 +53,22 @@ class KafkaBroker(Service):
         url = f"tcp://{LOCALHOST}:{self.port}"
         # Tansu reads its settings from the environment too; drop inherited ones so only our flags count.
         env: dict[str, str | None] = dict.fromkeys(
-            ("CLUSTER_ID", "STORAGE_ENGINE", "SCHEMA_REGISTRY", "OTEL_EXPORTER_OTLP_ENDPOINT"))
-        self.launch("tansu", [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
-                              "--storage-engine", "memory://tansu/"], env=env)
+            ("CLUSTER_ID", "STORAGE_ENGINE", "SCHEMA_REGISTRY", "OTEL_EXPORTER_OTLP_ENDPOINT")
+        )
+        self.launch(
+            "tansu",
+            [
+                tansu_binary(),
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+                "--storage-engine",
+                "memory://tansu/",
+            ],
+            env=env,
+        )
 
     def wait_ready(self, timeout: float = 30.0) -> KafkaBroker:
         """Ready when a Kafka client gets cluster metadata that lists at least one broker."""

@@ -35,8 +35,10 @@ if TYPE_CHECKING:
 
 #: Where scripts/build-k8s.sh installs the control-plane binaries.
 K8S_BIN_DIR = Path(os.environ.get("TRADEPLANE_K8S_BIN_DIR", "/opt/k8sbin"))
-#: kubectl 1.20.2 matching the API server (not /usr/bin/kubectl, which may be another version).
+#: Machine-wide tools cache (scripts/lib.sh TOOLS_DIR): kubectl and helm live here.
 TOOLS_BIN_DIR = Path(os.environ.get("TRADEPLANE_TOOLS_DIR", "/opt/tradeplane-tools")) / "bin"
+#: kubectl 1.20.2 matching the API server (not /usr/bin/kubectl, which may be another version).
+KUBECTL = TOOLS_BIN_DIR / "kubectl"
 #: libyaml's loader when available: KubeRay's CRDs are ~1 MB of YAML each (0.5 s instead of ~10 s).
 _YamlLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 #: Bearer token of the test admin (group system:masters) in the API server's static token file.
@@ -115,12 +117,27 @@ class KubernetesCluster(Service):
 
     def _start_etcd(self) -> None:
         client, peer = f"http://{LOCALHOST}:{self.etcd_port}", f"http://{LOCALHOST}:{self.etcd_peer_port}"
-        self.launch("etcd", [
-            which("etcd"), "--name", "default", "--data-dir", self.workdir / "etcd",
-            "--listen-client-urls", client, "--advertise-client-urls", client,
-            "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-            "--initial-cluster", f"default={peer}",
-        ], env={k: None for k in os.environ if k.startswith("ETCD_")})  # no inherited ETCD_* overrides
+        self.launch(
+            "etcd",
+            [
+                which("etcd"),
+                "--name",
+                "default",
+                "--data-dir",
+                self.workdir / "etcd",
+                "--listen-client-urls",
+                client,
+                "--advertise-client-urls",
+                client,
+                "--listen-peer-urls",
+                peer,
+                "--initial-advertise-peer-urls",
+                peer,
+                "--initial-cluster",
+                f"default={peer}",
+            ],
+            env={k: None for k in os.environ if k.startswith("ETCD_")},
+        )  # no inherited ETCD_* overrides
 
     def _write_credentials(self) -> None:
         key = self.workdir / "sa.key"
@@ -130,23 +147,40 @@ class KubernetesCluster(Service):
 
     def _start_apiserver(self, binary: Path) -> None:
         key = self.workdir / "sa.key"
-        self.launch("kube-apiserver", [
-            binary, f"--etcd-servers=http://{LOCALHOST}:{self.etcd_port}", f"--bind-address={LOCALHOST}",
-            f"--secure-port={self.apiserver_port}", "--insecure-port=0", f"--cert-dir={self.workdir / 'certs'}",
-            f"--token-auth-file={self.workdir / 'tokens.csv'}", "--authorization-mode=RBAC",
-            "--service-account-issuer=https://kubernetes.default.svc", f"--service-account-key-file={key}",
-            f"--service-account-signing-key-file={key}", "--service-cluster-ip-range=10.0.0.0/24",
-            "--disable-admission-plugins=ServiceAccount",
-        ])
+        self.launch(
+            "kube-apiserver",
+            [
+                binary,
+                f"--etcd-servers=http://{LOCALHOST}:{self.etcd_port}",
+                f"--bind-address={LOCALHOST}",
+                f"--secure-port={self.apiserver_port}",
+                "--insecure-port=0",
+                f"--cert-dir={self.workdir / 'certs'}",
+                f"--token-auth-file={self.workdir / 'tokens.csv'}",
+                "--authorization-mode=RBAC",
+                "--service-account-issuer=https://kubernetes.default.svc",
+                f"--service-account-key-file={key}",
+                f"--service-account-signing-key-file={key}",
+                "--service-cluster-ip-range=10.0.0.0/24",
+                "--disable-admission-plugins=ServiceAccount",
+            ],
+        )
 
     def _start_controller_manager(self, binary: Path) -> None:
-        self.launch("kube-controller-manager", [
-            binary, f"--kubeconfig={self.kubeconfig_path}", "--leader-elect=false",
-            f"--service-account-private-key-file={self.workdir / 'sa.key'}",
-            f"--root-ca-file={self.workdir / 'certs' / 'apiserver.crt'}", f"--bind-address={LOCALHOST}",
-            f"--secure-port={self.controller_manager_port}", "--port=0",
-            f"--cert-dir={self.workdir / 'controller-manager-certs'}",
-        ])
+        self.launch(
+            "kube-controller-manager",
+            [
+                binary,
+                f"--kubeconfig={self.kubeconfig_path}",
+                "--leader-elect=false",
+                f"--service-account-private-key-file={self.workdir / 'sa.key'}",
+                f"--root-ca-file={self.workdir / 'certs' / 'apiserver.crt'}",
+                f"--bind-address={LOCALHOST}",
+                f"--secure-port={self.controller_manager_port}",
+                "--port=0",
+                f"--cert-dir={self.workdir / 'controller-manager-certs'}",
+            ],
+        )
 
     def wait_ready(self, timeout: float = 120.0) -> KubernetesCluster:
         """Ready when /readyz says ok, discovery works, and the controller-manager made the default SA.
@@ -159,14 +193,23 @@ class KubernetesCluster(Service):
         def left() -> float:
             return max(1.0, deadline - time.monotonic())
 
-        self.poll_until(lambda: self.kubectl("get", "--raw", "/readyz").stdout.strip() == "ok",
-                        left(), "apiserver /readyz", interval=0.5)
+        self.poll_until(
+            lambda: self.kubectl("get", "--raw", "/readyz").stdout.strip() == "ok",
+            left(),
+            "apiserver /readyz",
+            interval=0.5,
+        )
         # Each probe raises KubectlError on failure, so a timeout quotes kubectl's stderr.
         self.poll_until(lambda: bool(self.kubectl("get", "namespace", "default")), left(), "namespace default")
-        self.poll_until(lambda: "configmaps" in self.kubectl("api-resources", "-o", "name").stdout,
-                        left(), "API discovery")
-        self.poll_until(lambda: bool(self.kubectl("get", "serviceaccount", "default", "-n", "default")),
-                        left(), "default service account (controller-manager)", interval=0.5)
+        self.poll_until(
+            lambda: "configmaps" in self.kubectl("api-resources", "-o", "name").stdout, left(), "API discovery"
+        )
+        self.poll_until(
+            lambda: bool(self.kubectl("get", "serviceaccount", "default", "-n", "default")),
+            left(),
+            "default service account (controller-manager)",
+            interval=0.5,
+        )
         return self
 
     def stop(self) -> None:
@@ -176,11 +219,13 @@ class KubernetesCluster(Service):
             shutil.rmtree(self.workdir / "etcd", ignore_errors=True)
 
     # -- using the cluster ----------------------------------------------------------------------------------
-    def kubectl(self, *args: str, input: str | None = None, check: bool = True,
-                timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
+    def kubectl(
+        self, *args: str, input: str | None = None, check: bool = True, timeout: float = 120.0
+    ) -> subprocess.CompletedProcess[str]:
         """Run kubectl 1.20.2 against this cluster; ``check`` raises :class:`KubectlError` with stderr."""
-        kubectl = which("kubectl", TOOLS_BIN_DIR / "kubectl")
-        argv = [str(kubectl), f"--kubeconfig={self.kubeconfig_path}", *args]
+        if not os.access(KUBECTL, os.X_OK):  # never fall back to $PATH: /usr/bin/kubectl may be another version
+            raise ServiceError(f"{KUBECTL} missing: run scripts/install-system.sh")
+        argv = [str(KUBECTL), f"--kubeconfig={self.kubeconfig_path}", *args]
         result = subprocess.run(argv, input=input, capture_output=True, text=True, timeout=timeout, check=False)
         if check and result.returncode != 0:
             raise KubectlError(result.returncode, argv, result.stdout, result.stderr)
@@ -191,11 +236,13 @@ class KubernetesCluster(Service):
         from kubernetes import config
 
         api: ApiClient = config.new_client_from_config(  # type: ignore[no-untyped-call]
-            config_file=str(self.kubeconfig_path))
+            config_file=str(self.kubeconfig_path)
+        )
         return api
 
-    def apply_crds(self, paths: Iterable[Path], timeout: float = 60.0,
-                   transform: Callable[[dict[str, Any]], object] | None = None) -> list[str]:
+    def apply_crds(
+        self, paths: Iterable[Path], timeout: float = 60.0, transform: Callable[[dict[str, Any]], object] | None = None
+    ) -> list[str]:
         """Create (or replace) the CRDs in ``paths`` and wait until each is Established; returns CRD names.
 
         Not ``kubectl apply``: KubeRay's CRDs exceed the 256 KiB last-applied annotation limit. Client-side
@@ -212,16 +259,21 @@ class KubernetesCluster(Service):
                 for doc in docs:
                     transform(doc)
                 source, stdin = "-", "\n".join(json.dumps(d) for d in docs)
-            created = self.kubectl("create", "--validate=false", "-o", "name", "-f", source, input=stdin,
-                                   check=False)
+            created = self.kubectl("create", "--validate=false", "-o", "name", "-f", source, input=stdin, check=False)
             if created.returncode != 0:
                 if "AlreadyExists" not in created.stderr:
                     raise KubectlError(created.returncode, created.args, created.stdout, created.stderr)
                 created = self.kubectl("replace", "--validate=false", "-o", "name", "-f", source, input=stdin)
             names += [line.split("/", 1)[1] for line in created.stdout.split() if line]
         for name in names:
-            self.kubectl("wait", "--for", "condition=established", f"--timeout={timeout:.0f}s", f"crd/{name}",
-                         timeout=timeout + 30)
+            self.kubectl(
+                "wait",
+                "--for",
+                "condition=established",
+                f"--timeout={timeout:.0f}s",
+                f"crd/{name}",
+                timeout=timeout + 30,
+            )
         return names
 
     def install_kuberay_crds(self) -> list[str]:
@@ -238,7 +290,6 @@ class KubernetesCluster(Service):
 
     def connection_info(self) -> dict[str, Any]:
         return {"kubeconfig": str(self.kubeconfig_path), "server": self.server, "etcd_port": self.etcd_port}
-
 
 
 def compat_crd_for_1_20(node: object) -> int:

@@ -37,8 +37,11 @@ class RayRuntime:
             raise ServiceError("Ray is already initialized in this process; tests need their own runtime")
         began = time.monotonic()
         ray.init(
-            num_cpus=self.num_cpus, include_dashboard=False, object_store_memory=OBJECT_STORE_BYTES,
-            _temp_dir=str(self.temp_dir), logging_level=logging.WARNING,
+            num_cpus=self.num_cpus,
+            include_dashboard=False,
+            object_store_memory=OBJECT_STORE_BYTES,
+            _temp_dir=str(self.temp_dir),
+            logging_level=logging.WARNING,
         )
         self.startup_seconds = time.monotonic() - began
         self.address = ray.get_runtime_context().gcs_address
@@ -55,8 +58,9 @@ class RayRuntime:
         try:
             answer = ray.get(ping.remote(), timeout=timeout)
         except Exception as exc:
-            raise ServiceError(f"Ray did not run a task within {timeout:.0f}s: {exc!r}\n"
-                               f"logs: {self.temp_dir}/session_latest/logs") from exc
+            raise ServiceError(
+                f"Ray did not run a task within {timeout:.0f}s: {exc!r}\nlogs: {self.temp_dir}/session_latest/logs"
+            ) from exc
         if answer != "pong":
             raise ServiceError(f"Ray ping returned {answer!r}")
         return self

@@ -88,3 +88,22 @@ def test_layering_check_detects_a_violation(tmp_path: Path) -> None:
     bad = tmp_path / "x.py"
     bad.write_text("from tradeplane.workloads import bus\nimport kopf\n")
     assert {"tradeplane.workloads", "kopf"} <= _imported_modules(bad)
+
+
+def test_operator_extra_carries_no_torch_chdb_or_numba() -> None:
+    from importlib.metadata import requires
+
+    reqs = requires("tradeplane") or []
+    operator_reqs = [r.split(";")[0].strip() for r in reqs if 'extra == "operator"' in r]
+    assert operator_reqs, "the [operator] extra is missing"
+    heavy = ("torch", "chdb", "numba", "ray", "lightgbm")
+    assert not [r for r in operator_reqs if r.split("=")[0].strip().lower() in heavy]
+    core = [r for r in reqs if "extra ==" not in r]
+    assert not [r for r in core if r.split("=")[0].strip().lower() in heavy]
+
+
+def test_every_dependency_is_pinned_exactly() -> None:
+    from importlib.metadata import requires
+
+    loose = [r for r in requires("tradeplane") or [] if "==" not in r and not r.startswith("tradeplane")]
+    assert not loose, f"unpinned dependencies: {loose}"

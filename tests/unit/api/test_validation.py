@@ -30,7 +30,9 @@ def test_examples_form_a_complete_valid_desk() -> None:
     kinds = sorted(k for _, _, k, _ in report.valid)
     assert kinds == ["ModelVersion", "ModelVersion", "RiskBudget", "Strategy", "Strategy"]
     assert not [n for n in report.notes if "is not in these files" in n or "no ModelVersion" in n]
-    venues = {_d["spec"]["venue"] for p in EXAMPLES for _d in yaml.safe_load_all(p.read_text()) if _d["kind"] == "Strategy"}
+    venues = {
+        _d["spec"]["venue"] for p in EXAMPLES for _d in yaml.safe_load_all(p.read_text()) if _d["kind"] == "Strategy"
+    }
     assert venues == {"binance-spot", "binance-usdm"}
 
 
