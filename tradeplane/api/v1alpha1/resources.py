@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from . import modelversion, riskbudget, strategy
-from ._base import API_VERSION, GROUP, VERSION, ObjectMeta
+from ._base import GROUP, ObjectMeta
 
 CATEGORY = "tradeplane"
 
@@ -152,16 +152,3 @@ RESOURCES: tuple[ResourceDef, ...] = (
 
 RESOURCES_BY_KIND: dict[str, ResourceDef] = {r.kind: r for r in RESOURCES}
 
-__all__ = [
-    "API_VERSION",
-    "CATEGORY",
-    "GROUP",
-    "RESOURCES",
-    "RESOURCES_BY_KIND",
-    "VERSION",
-    "ModelVersion",
-    "PrinterColumn",
-    "ResourceDef",
-    "RiskBudget",
-    "Strategy",
-]
