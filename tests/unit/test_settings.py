@@ -114,3 +114,25 @@ def test_cli_never_prints_a_configured_secret(tmp_path: Path) -> None:
     result = _cli(["config", "show"], broken, tmp_path)
     assert result.returncode == 3 and "kafka.security_protocol" in result.stderr
     assert SECRET not in result.stdout + result.stderr
+
+
+def test_configured_logging_redacts_secrets_end_to_end(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tradeplane.logs import configure_logging
+
+    monkeypatch.setenv("TRADEPLANE_BINANCE__API_SECRET", SECRET)
+    settings = load_settings()
+    configure_logging("DEBUG", "text", settings.secret_values())
+    log = logging.getLogger("tradeplane.test")
+    log.debug("signing request with %s", SECRET)
+    try:
+        raise ValueError(f"HTTP 401 for secret {SECRET}")
+    except ValueError:
+        log.exception("order failed")
+    err = capsys.readouterr().err
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if h.get_name() == "tradeplane"]:
+        root.removeHandler(handler)
+    assert "signing request with ***" in err and "order failed" in err and "HTTP 401 for secret ***" in err
+    assert SECRET not in err

@@ -151,4 +151,3 @@ RESOURCES: tuple[ResourceDef, ...] = (
 )
 
 RESOURCES_BY_KIND: dict[str, ResourceDef] = {r.kind: r for r in RESOURCES}
-
