@@ -13,6 +13,7 @@ from ..settings import CONFIG_ENV, SettingsError, load_settings
 from . import exit_codes
 from .config_cmd import config_app
 from .crds_cmd import crds
+from .replay_cmd import replay
 from .validate_cmd import validate
 
 app = typer.Typer(
@@ -25,6 +26,7 @@ app = typer.Typer(
 )
 app.command("crds")(crds)
 app.command("validate")(validate)
+app.command("replay")(replay)
 app.add_typer(config_app, name="config")
 
 
