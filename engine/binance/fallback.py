@@ -40,6 +40,9 @@ def probe_line(batch: Batch, line: int, text: bytes) -> tuple[int, bytes] | None
     except msgspec.DecodeError as exc:
         batch.bad(line, "json", f"invalid JSON: {exc}")
         return None
+    except UnicodeDecodeError as exc:  # msgspec raises this (not DecodeError) for invalid UTF-8 in a string
+        batch.bad(line, "json", f"invalid UTF-8 at byte {exc.start}")
+        return None
     if probe.stream is not None:
         token = stream_token(probe.stream)
         if not len(probe.data):
@@ -92,12 +95,14 @@ def decode_structs(
                 batch.bad(k, error_cause(exc), f"{TYPE_NAMES[cls[k]]}: {exc}")
             except msgspec.DecodeError as exc:
                 batch.bad(k, "json", f"invalid JSON: {exc}")
+            except UnicodeDecodeError as exc:  # invalid UTF-8 inside a string value
+                batch.bad(k, "json", f"invalid UTF-8 at byte {exc.start}")
             return [None]
         try:
             objs = _BATCH_DECODER.decode_lines(view[at[lo] : stop[hi - 1]])
             if len(objs) == hi - lo:
                 return objs
-        except (msgspec.DecodeError, msgspec.ValidationError):
+        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
             pass
         mid = (lo + hi) // 2
         return run(lo, mid) + run(mid, hi)

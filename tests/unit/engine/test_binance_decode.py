@@ -575,3 +575,18 @@ def test_fast_path_agrees_with_msgspec_on_random_messages(lines: list[bytes]) ->
     assert stats_key(fast.stats) == stats_key(slow.stats)
     s = fast.stats
     assert s.messages == len(lines) == s.decoded + sum(s.unknown.values()) + s.malformed
+
+
+def test_invalid_utf8_is_one_malformed_line_and_keeps_its_neighbours() -> None:
+    from tradeplane.engine.binance.decode import decode_capture_lines
+    from tradeplane.engine.events import SymbolTable
+
+    good = (
+        b'1723161255030314667 {"stream":"btcusdt@trade","data":{"e":"trade","E":1723161256299,'
+        b'"T":1723161256298,"s":"BTCUSDT","t":1,"p":"61800.10","q":"0.010","m":false}}'
+    )
+    bad = good.replace(b'"s":"BTCUSDT"', b'"s":"BTC\xffUSDT"')
+    result = decode_capture_lines([good, bad, good], SymbolTable(), "binance-usdm")
+    assert result.stats.malformed == 1 and result.stats.by_type == {"trade": 2}
+    assert result.stats.errors[0][0] == 2 and "UTF-8" in result.stats.errors[0][1]
+    assert len(result.events) == 2
