@@ -55,6 +55,53 @@ def pr_auc(y: npt.ArrayLike, p: npt.ArrayLike) -> float:
     return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
 
 
+def _threshold_counts(y: npt.ArrayLike, p: npt.ArrayLike) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Cumulative false and true positives at each distinct score, scores descending (ties form one step)."""
+    yy, pp = _arrays(y, p)
+    if len(yy) == 0:
+        raise ValueError("y and p must not be empty")
+    order = np.argsort(pp, kind="mergesort")[::-1]
+    ys, ps = yy[order], pp[order]
+    last_of_tie = np.concatenate([np.nonzero(np.diff(ps))[0], [len(ps) - 1]])
+    tps = np.cumsum(ys)[last_of_tie]
+    fps = (last_of_tie + 1) - tps
+    return fps, tps, ps[last_of_tie]
+
+
+def precision_recall_curve(y: npt.ArrayLike, p: npt.ArrayLike) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Precision and recall at every distinct threshold, as ``sklearn.metrics.precision_recall_curve``.
+
+    Returns ``(precision, recall, thresholds)``: thresholds are the distinct scores ascending; precision[i] and
+    recall[i] belong to predicting 1 for ``p >= thresholds[i]``; a final point (precision 1, recall 0) with no
+    threshold closes the curve, so precision and recall are one longer than thresholds. Without any positive,
+    recall is 1 everywhere (scikit-learn's convention; it also warns, this does not).
+    """
+    fps, tps, thresholds = _threshold_counts(y, p)
+    precision = tps / (tps + fps)  # tps + fps >= 1: every step holds at least one sample
+    recall = tps / tps[-1] if tps[-1] > 0 else np.ones_like(tps)
+    return (
+        np.concatenate([precision[::-1], [1.0]]),
+        np.concatenate([recall[::-1], [0.0]]),
+        thresholds[::-1].copy(),
+    )
+
+
+def roc_curve(y: npt.ArrayLike, p: npt.ArrayLike) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """False and true positive rates at every distinct threshold, as ``sklearn.metrics.roc_curve`` with
+    ``drop_intermediate=False``.
+
+    Returns ``(fpr, tpr, thresholds)``: thresholds are ``inf`` (nothing predicted 1, the point (0, 0)) followed by
+    the distinct scores descending; fpr[i] and tpr[i] belong to predicting 1 for ``p >= thresholds[i]``. A rate
+    whose class is absent from ``y`` is NaN everywhere (scikit-learn's convention, without its warning).
+    """
+    fps, tps, thresholds = _threshold_counts(y, p)
+    fps = np.concatenate([[0.0], fps])
+    tps = np.concatenate([[0.0], tps])
+    fpr = fps / fps[-1] if fps[-1] > 0 else np.full_like(fps, np.nan)
+    tpr = tps / tps[-1] if tps[-1] > 0 else np.full_like(tps, np.nan)
+    return fpr, tpr, np.concatenate([[np.inf], thresholds])
+
+
 def brier(y: npt.ArrayLike, p: npt.ArrayLike) -> float:
     """Mean squared error of the probability."""
     yy, pp = _arrays(y, p)
@@ -79,11 +126,17 @@ class CalibrationTable:
 def calibration_table(
     y: npt.ArrayLike, p: npt.ArrayLike, n_buckets: int = 10, *, by: str = "quantile"
 ) -> CalibrationTable:
-    """Calibration by bucket: ``quantile`` buckets (deciles by default, equal counts) or ``uniform`` widths."""
+    """Calibration by bucket: ``quantile`` buckets (deciles by default, equal counts) or ``uniform`` widths.
+
+    Quantile buckets are cut by *rank* (the i-th smallest of n scores goes to bucket ⌊i·b/n⌋, ties in input
+    order), not by value edges: an isotonic calibrator emits a few distinct values, and value edges would then
+    leave buckets empty or holding a single sample whose error (p or 1 − p) says nothing about calibration.
+    """
     yy, pp = _arrays(y, p)
     if by == "quantile":
-        edges = np.quantile(pp, np.linspace(0, 1, n_buckets + 1))
-        idx = np.clip(np.searchsorted(edges, pp, side="right") - 1, 0, n_buckets - 1)
+        rank = np.empty(len(pp), dtype=np.int64)
+        rank[np.argsort(pp, kind="mergesort")] = np.arange(len(pp))
+        idx = rank * n_buckets // max(len(pp), 1)
     elif by == "uniform":
         idx = np.clip((pp * n_buckets).astype(np.int64), 0, n_buckets - 1)
     else:

@@ -14,6 +14,7 @@ from . import exit_codes
 from .config_cmd import config_app
 from .crds_cmd import crds
 from .replay_cmd import replay
+from .train_cmd import train
 from .validate_cmd import validate
 
 app = typer.Typer(
@@ -27,6 +28,7 @@ app = typer.Typer(
 app.command("crds")(crds)
 app.command("validate")(validate)
 app.command("replay")(replay)
+app.command("train")(train)
 app.add_typer(config_app, name="config")
 
 

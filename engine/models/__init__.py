@@ -1,0 +1,1 @@
+"""Models: datasets, training, search, export, contributions."""
