@@ -131,7 +131,6 @@ FEATURE_SETS: Final[Mapping[str, tuple[str, ...]]] = {
         "funding_bps",
     ),
 }
-FEATURE_SETS_WITH_FLOW: Final = ("trade_imbalance", "kyle_lambda", "vpin", "signed_quote")
 
 
 def resolve_feature_names(spec: str) -> tuple[str, ...]:

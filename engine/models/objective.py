@@ -6,8 +6,9 @@ Why these four: PR-AUC and Hit@TopK reward ranking the rare good entries first (
 signals are traded); Avg(U) is the realized utility of the signals the decision rule would actually take
 (after fees, slippage and funding), so a model that ranks well but only where moves are too small to pay
 for themselves scores low; FPR at τ penalizes taking losing trades. U is *realized*: the long position's
-return at the label's outcome minus the round-trip cost, divided by the cost, so J cannot be gamed by an
-over-confident probability. Formulas: ``docs/research.md``.
+return at the label's outcome divided by the round-trip cost (the same scale as the ex-ante U = E/C, so
+U ≥ 1 means the move paid for its costs), and J cannot be gamed by an over-confident probability.
+Formulas: ``docs/research.md``.
 """
 
 from __future__ import annotations
@@ -48,7 +49,8 @@ class ObjectiveWeights:
     """Weights of J and the decision rule it is evaluated under.
 
     ``top_k_frac``: K of Hit@TopK as a share of the samples. ``tau``: probability threshold τ. ``kappa``:
-    utility threshold κ on the ex-ante U = E[excess return] / C. ``min_taken``: Avg(U) enters J only when at
+    utility threshold κ on the ex-ante U = E[excess return] / C (1: the expected move covers its cost).
+    ``min_taken``: Avg(U) enters J only when at
     least this many signals were taken (the mean of a handful of trades is noise the search would chase).
     """
 
@@ -58,7 +60,7 @@ class ObjectiveWeights:
     delta: float = 0.5
     top_k_frac: float = 0.05
     tau: float = 0.5
-    kappa: float = 0.0
+    kappa: float = 1.0
     min_taken: int = 20
 
     def __post_init__(self) -> None:
@@ -124,7 +126,7 @@ def signal_metrics(
     ).total_bps
     cost = np.broadcast_to(cost, pp.shape)
     ex_ante = utility(expected_excess_return_bps(pp, up_move_bps, down_move_bps, 1), cost)
-    realized = utility(fwd - cost, cost)
+    realized = utility(fwd, cost)
     taken = (pp >= weights.tau) & (ex_ante >= weights.kappa)
     both = 0 < yy.sum() < yy.shape[0]
     k = max(1, round(weights.top_k_frac * yy.shape[0]))

@@ -2,7 +2,8 @@
 
 Why random search: with ~8 parameters of unequal importance it finds good regions faster than a grid, and
 it is trivially reproducible: every trial's parameters are drawn up front from the seed, so the sequence
-of trials never depends on timing. A time budget can only *truncate* that sequence (the report says so);
+of trials never depends on timing. A time budget can only *truncate* that sequence (metrics.json records
+trials_run, trials_planned and stopped_by_time);
 with the trial budget binding, two runs give identical trials and the same winner. Trial 0 is always the
 base parameters, so the search can never do worse than the defaults.
 """
@@ -71,7 +72,7 @@ class Trial:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "trial": self.index,
+            "trial": self.index + 1,  # 1-based, as progress lines and reports count
             "objective": self.objective,
             "seconds": self.seconds,
             "params": self.params.as_dict(),

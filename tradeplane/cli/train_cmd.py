@@ -67,7 +67,7 @@ def train(
     model: Annotated[str, typer.Option(help="Model family name (ModelVersion spec.model).")] = "kline-lgbm",
     version: Annotated[str, typer.Option(help="Version suffix; the ModelVersion is named <model>-<version>.")] = "v1",
     artifact_uri: Annotated[
-        str | None, typer.Option(help="URI written into the manifest (default file://<out>).")
+        str | None, typer.Option(help="URI written into the manifest (default: file://<absolute out>/model.onnx).")
     ] = None,
 ) -> None:
     """Train a calibrated LightGBM classifier with purged walk-forward search, export ONNX, write a ModelVersion."""

@@ -17,6 +17,7 @@ Order of work, and why:
 
 from __future__ import annotations
 
+import re
 import shlex
 import subprocess
 import sys
@@ -30,9 +31,11 @@ import numpy as np
 import numpy.typing as npt
 
 import tradeplane
+from tradeplane.api.v1alpha1._base import NAME_PATTERN
 from tradeplane.api.validation import format_loc, validate_object
 
 from ...engine.calibration import IsotonicCalibrator, PlattCalibrator, fit_isotonic, fit_platt
+from ...engine.costs import fee_schedule
 from ...engine.models.contributions import fit_contribution_table, offline_contributions, top_k, top_k_named
 from ...engine.models.datasets import Dataset, LabelSpec, kline_dataset, resolve_feature_names
 from ...engine.models.gbm import GbmParams, fit_gbm, fit_logistic, predict_gbm, predict_logistic
@@ -90,6 +93,13 @@ class TrainConfig:
             raise ValueError(f"folds must be ≥ 2, got {self.folds}")
         if self.calibration not in ("isotonic", "platt"):
             raise ValueError(f"calibration must be isotonic or platt, got {self.calibration!r}")
+        fee_schedule(self.costs.venue, self.costs.tier)  # an unknown venue fails now, not after loading data
+        name = f"{self.model}-{self.version}"
+        if not re.fullmatch(NAME_PATTERN, name) or len(self.model) > 40:
+            raise ValueError(
+                f"model {self.model!r} / version {self.version!r} must form a Kubernetes name "
+                f"(lowercase letters, digits, '-'; model ≤ 40 characters), got {name!r}"
+            )
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -200,6 +210,14 @@ def code_version() -> dict[str, str]:
     return out
 
 
+def _manifest_metrics(hold_out: Mapping[str, float], weights: ObjectiveWeights) -> dict[str, float]:
+    """Hold-out metrics for ModelVersion.spec.metrics; Avg(U) only when enough signals were taken to mean it."""
+    out = dict(hold_out)
+    if out.get("taken", 0.0) < weights.min_taken:
+        out["avg_utility"] = float("nan")  # dropped from the manifest (NaN is not written)
+    return out
+
+
 def _bar_seconds(data: TrainingData) -> float:
     """The kline interval (s) of the first symbol, for the funding cost over the label horizon."""
     first = data.klines[min(data.klines)]["open_ts"]
@@ -307,7 +325,7 @@ def run_training(cfg: TrainConfig, progress: Progress = lambda msg: None) -> Tra
         "baseline_hold_out": _metrics(hold, predict_logistic(fit_logistic(dev.features, dev.y), hold.features), cfg),
         "onnx_max_abs_diff": parity,
         "contributions_top1_agreement": top1_agreement,
-        "best_trial": best.index,
+        "best_trial": best.index + 1,
         "best_params": best.params.as_dict(),
         "trials_run": len(search.trials),
         "trials_planned": search.planned,
@@ -383,7 +401,7 @@ def run_training(cfg: TrainConfig, progress: Progress = lambda msg: None) -> Tra
         artifact_uri=uri,
         sha256=sha,
         feature_names=names,
-        metrics=metrics_all["hold_out"],
+        metrics=_manifest_metrics(metrics_all["hold_out"], cfg.weights),
     )
     problems = validate_object(manifest)
     if problems:
@@ -392,7 +410,17 @@ def run_training(cfg: TrainConfig, progress: Progress = lambda msg: None) -> Tra
             + "; ".join(f"{format_loc(loc)}: {msg}" for loc, msg in problems)
         )
     write_modelversion(out / "modelversion.yaml", manifest)
-    write_index(out, model=cfg.model, version=cfg.version, feature_names=names)
+    written = [
+        MODEL_FILE,
+        "model.lgb.txt",
+        "calibrator.json",
+        "contributions.json",
+        "metrics.json",
+        "lineage.json",
+        "modelversion.yaml",
+        *(p.name for p in report_files.values()),
+    ]
+    write_index(out, written, model=cfg.model, version=cfg.version, feature_names=names)
     progress(
         f"wrote {out} in {time.monotonic() - started:.0f}s: hold-out PR-AUC {metrics_all['hold_out']['pr_auc']:.4f} "
         f"(base rate {metrics_all['hold_out']['base_rate']:.4f}), ONNX parity {parity:.2g}"

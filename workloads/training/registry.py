@@ -114,12 +114,13 @@ def modelversion_manifest(
     }
 
 
-def write_index(out_dir: Path, *, model: str, version: str, feature_names: Sequence[str]) -> dict[str, Any]:
-    """Hash every file in ``out_dir`` (but the index) into ``artifact.json``; return the index."""
+def write_index(
+    out_dir: Path, names: Sequence[str], *, model: str, version: str, feature_names: Sequence[str]
+) -> dict[str, Any]:
+    """Hash the files this run wrote (``names``, never leftovers of an earlier run) into ``artifact.json``."""
     files = {
-        p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size}
-        for p in sorted(out_dir.iterdir())
-        if p.is_file() and p.name != ARTIFACT_INDEX
+        name: {"sha256": sha256_file(out_dir / name), "bytes": (out_dir / name).stat().st_size}
+        for name in sorted(names)
     }
     if MODEL_FILE not in files:
         raise ArtifactError(f"{out_dir}: no {MODEL_FILE} to index")

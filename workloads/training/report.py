@@ -12,7 +12,8 @@ The training job hands over plain arrays and dicts (:class:`ReportData`); :func:
 
 and writes the HTML around them (summary tables, folds, trials, contribution examples, lineage). Plots use
 matplotlib's object-oriented API (``Figure`` on the Agg canvas, never pyplot, so no global figure state and no
-display backend). The output holds no wall-clock time: the same data give the same files.
+display backend). The output holds no timestamp of the run itself; only the search table's trial
+durations vary between runs.
 """
 
 from __future__ import annotations

@@ -71,6 +71,7 @@ def test_train_writes_every_artifact_with_matching_hashes(trained: tuple[Path, s
         "pr_curve.png",
         "importance.png",
         "folds.png",
+        "search.png",
     ):
         assert (out / name).is_file(), name
     index = json.loads((out / "artifact.json").read_text())
@@ -100,7 +101,8 @@ def test_metrics_are_honest_and_the_export_matches(trained: tuple[Path, str]) ->
     # weak edge at best: out-of-sample AUCs stay near chance on 1-minute candles (a leak would show here)
     assert 0.4 < hold["roc_auc"] < 0.65
     assert abs(hold["pr_auc"] - hold["base_rate"]) < 0.1
-    # calibration fitted on OOF only; on the untouched hold-out it must still be within 5 pp per decile
+    # calibration fitted on OOF only; on the untouched hold-out (2.9k samples, ~2.5 pp noise per decile) it
+    # stays near the 5 pp target (4.4 pp on the pooled 20-trial run, docs/benchmarks.md)
     assert hold["max_calibration_error_pp"] < 8.0
     lineage = json.loads((out / "lineage.json").read_text())
     kinds = {f["kind"]: f for f in lineage["files"]}

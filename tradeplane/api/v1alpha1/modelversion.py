@@ -90,7 +90,9 @@ class TrainingSpec(ApiModel):
     """If present, the operator runs this training as a RayJob and fills in the artifact when it succeeds."""
 
     data: list[str] = Field(min_length=1, description="Input data URIs (captures, klines, funding).")
-    feature_set: str = Field(default="microstructure-v1", description="Name of the engine feature set.")
+    feature_set: str = Field(
+        default="bars-v1", description="Name of the engine feature set (`tradeplane train --features`)."
+    )
     label: str = Field(default="triple-barrier", description="Label definition, e.g. `triple-barrier`.")
     horizon_seconds: int = Field(default=60, ge=1, le=86_400, description="Label horizon H (s).")
     max_duration_minutes: int = Field(default=60, ge=1, le=1440, description="The job fails after this (min).")
