@@ -22,15 +22,20 @@ from .registry import sha256_file
 _SYMBOL_TOKEN = re.compile(r"^[a-z0-9]{2,20}(usdt|usdc|busd|fdusd|usd)$")
 
 
-def _first_line(path: Path) -> str:
+def _head(path: Path, lines: int) -> list[str]:
+    """The first ``lines`` lines of a plain or gzip text file (told apart by the magic bytes, not the name)."""
     with path.open("rb") as fh:
         magic = fh.read(2)
     opener = gzip.open if magic == b"\x1f\x8b" else open
     try:
         with opener(path, "rt", encoding="utf-8") as fh:
-            return fh.readline().strip()
+            return [fh.readline() for _ in range(lines)]
     except (OSError, UnicodeDecodeError) as exc:
         raise DataFileError(path, 1, f"cannot read: {exc}") from None
+
+
+def _first_line(path: Path) -> str:
+    return _head(path, 1)[0].strip()
 
 
 def _kline_symbol(path: Path) -> str:
@@ -117,12 +122,7 @@ def load_training_data(paths: list[Path]) -> TrainingData:
 
 
 def _funding_symbol(path: Path) -> str:
-    with path.open("rb") as fh:
-        magic = fh.read(2)
-    opener = gzip.open if magic == b"\x1f\x8b" else open
-    with opener(path, "rt", encoding="utf-8") as fh:
-        fh.readline()
-        row = fh.readline()
+    row = _head(path, 2)[1]
     if not row.strip():
         raise DataFileError(path, 2, "funding history has no rows")
     return row.split(",", 1)[0].strip().upper()

@@ -34,6 +34,7 @@ import tradeplane
 from tradeplane.api.v1alpha1._base import NAME_PATTERN
 from tradeplane.api.validation import format_loc, validate_object
 
+from ...engine import metrics as m
 from ...engine.calibration import IsotonicCalibrator, PlattCalibrator, fit_isotonic, fit_platt
 from ...engine.costs import fee_schedule
 from ...engine.models.contributions import fit_contribution_table, offline_contributions, top_k, top_k_named
@@ -157,8 +158,6 @@ def _metrics(ds: Dataset, p: FloatArray, cfg: TrainConfig) -> dict[str, float]:
 
 
 def _fold_rows(dev: Dataset, model: OutOfFold, baseline: OutOfFold, cfg: TrainConfig) -> list[FoldRow]:
-    from ...engine import metrics as m
-
     rows = []
     for i, split in enumerate(model.splits):
         y = dev.y[split.test]
