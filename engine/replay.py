@@ -9,25 +9,27 @@ Captures are ``<ingest ns> <raw JSON>`` lines, gzip or plain, named ``<market>_<
 which names none. :func:`iter_capture` streams a capture in micro-batches with bounded memory;
 :func:`read_capture` returns the whole file as one result.
 
-Errors in CSV files raise :class:`DataFileError` naming the file and the line; bad capture lines never
-raise: the decoder counts them (see :class:`~tradeplane.engine.binance.DecodeStats`).
+Errors in CSV files raise :class:`DataFileError` naming the file and the line, and so does a corrupt or
+truncated gzip file (naming the file); bad capture lines never raise: the decoder counts them (see
+:class:`~tradeplane.engine.binance.DecodeStats`). Files are read and inflated a block of a few MB at a
+time and split into lines with ``bytes.split``: iterating a ``gzip.GzipFile`` line by line cost more
+than decoding the lines.
 """
 
 from __future__ import annotations
 
 import csv
-import gzip
 import io
 import re
-from collections.abc import Iterator
+import zlib
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
-from itertools import islice
 from pathlib import Path
-from typing import Final
+from typing import Any, BinaryIO, Final
 
 import numpy as np
 
-from .binance import VENUE_COINM, VENUE_SPOT, VENUE_USDM, DecodeResult, decode_capture_lines
+from .binance import VENUE_COINM, VENUE_SPOT, VENUE_USDM, DecodeResult, DecodeStats, decode_capture_lines
 from .events import EVENT_DTYPE, KLINE_DTYPE, MARK, EventArray, SymbolTable
 
 __all__ = [
@@ -88,23 +90,133 @@ def symbol_from_capture_name(path: PathLike) -> str | None:
     return "_".join(tokens[1:-1]).upper()
 
 
-class _Reader:
-    """A binary reader over a plain or gzip file (told apart by the magic bytes, not the name); the
-    context manager closes both the gzip wrapper and the file."""
+_GZIP_MAGIC: Final = b"\x1f\x8b"
+#: Decompressed bytes per block. Big enough that the per-block Python work (one ``split``, a few list
+#: slices) is noise next to the decoder; small enough that memory stays a few blocks, whatever the file.
+_BLOCK_BYTES: Final = 4 << 20
+#: Compressed bytes per read; each read is inflated at most ``block_bytes`` at a time, so a highly
+#: compressible member cannot inflate into one huge buffer.
+_READ_BYTES: Final = 1 << 20
 
-    def __init__(self, path: PathLike) -> None:
-        self._raw = Path(path).open("rb")  # noqa: SIM115 (closed by __exit__)
-        self.stream: io.BufferedIOBase = self._raw
-        if self._raw.peek(2)[:2] == b"\x1f\x8b":
-            self.stream = gzip.GzipFile(fileobj=self._raw, mode="rb")
 
-    def __enter__(self) -> io.BufferedIOBase:
-        return self.stream
+def _gzip_blocks(path: PathLike, raw: BinaryIO, block_bytes: int, read_bytes: int) -> Iterator[bytes]:
+    """Inflate a gzip file in blocks of at most ``block_bytes``.
 
-    def __exit__(self, *exc: object) -> None:
-        if self.stream is not self._raw:
-            self.stream.close()
-        self._raw.close()
+    Why not ``gzip.GzipFile``: iterating it line by line costs more than decoding the lines, and its
+    ``read`` of a whole file holds all of it. One ``zlib`` inflater per member (``wbits=31``: gzip
+    header and trailer, CRC-32 and length checked by zlib) is as fast as ``zlib.decompress`` and keeps
+    memory bounded. Concatenated members (``cat a.gz b.gz``, appending recorders) are read in turn, and
+    zero padding after a member is skipped, as ``gzip`` does. Corrupt or truncated data raises
+    :class:`DataFileError` naming the file.
+    """
+    inflater = zlib.decompressobj(wbits=31)
+    members = 0
+    fresh = True  # the inflater has not been fed yet (file start, or right after a member's trailer)
+    at_end = False
+    data = b""
+    while True:
+        if not data:
+            data = raw.read(read_bytes)
+            at_end = not data
+        if fresh:
+            data = data.lstrip(b"\x00")
+            if not data:
+                if at_end:
+                    return
+                continue
+            if members and len(data) >= 2 and not data.startswith(_GZIP_MAGIC):
+                raise DataFileError(path, None, f"bytes after gzip member {members} are not gzip data")
+            fresh = False
+            members += 1
+        try:
+            # With data == b"" (end of file) this still flushes output held back by the max_length cap.
+            out = inflater.decompress(data, block_bytes)
+        except zlib.error as exc:
+            raise DataFileError(path, None, f"corrupt gzip data in member {members}: {exc}") from None
+        if out:
+            yield out
+        if inflater.eof:
+            data = inflater.unused_data
+            inflater = zlib.decompressobj(wbits=31)
+            fresh = True
+        else:
+            data = inflater.unconsumed_tail
+            if at_end and not data and not out:
+                raise DataFileError(path, None, f"truncated gzip data: the file ends inside member {members}")
+
+
+def _read_blocks(path: PathLike, block_bytes: int = _BLOCK_BYTES, read_bytes: int = _READ_BYTES) -> Iterator[bytes]:
+    """A plain or gzip file (told apart by the magic bytes, not the name) as decompressed byte blocks
+    of at most ``block_bytes``, in order; a block may end anywhere, mid-line included."""
+    with Path(path).open("rb") as raw:
+        if raw.peek(2)[:2] == _GZIP_MAGIC:
+            yield from _gzip_blocks(path, raw, block_bytes, read_bytes)
+        else:
+            while block := raw.read(block_bytes):
+                yield block
+
+
+def _line_runs(blocks: Iterable[bytes]) -> Iterator[list[bytes]]:
+    """The complete ``\\n``-terminated lines of each block, without their newline (the decoder takes
+    lines with or without one), as one list per block.
+
+    A block's unfinished last line is carried into the next block's first line, as a list of pieces
+    joined once, so a line longer than a block costs linear time. A last line without a newline is a
+    line, and a final newline makes no empty line: the same lines as iterating the file object.
+    """
+    carry: list[bytes] = []
+    for block in blocks:
+        lines = block.split(b"\n")
+        if len(lines) == 1:  # no newline in this block: the line goes on
+            carry.append(block)
+            continue
+        if carry:
+            carry.append(lines[0])
+            lines[0] = b"".join(carry)
+        tail = lines.pop()
+        carry = [tail] if tail else []
+        yield lines
+    if carry:
+        yield [b"".join(carry)]
+
+
+def _capture_batches(
+    path: PathLike, batch_lines: int, block_bytes: int = _BLOCK_BYTES, read_bytes: int = _READ_BYTES
+) -> Iterator[list[bytes]]:
+    """The file's lines in lists of exactly ``batch_lines`` (the last one shorter), in file order."""
+    rest: list[bytes] = []
+    for run in _line_runs(_read_blocks(path, block_bytes, read_bytes)):
+        if rest:
+            rest.extend(run)
+            run = rest
+        i = 0
+        while len(run) - i >= batch_lines:
+            yield run[i : i + batch_lines]
+            i += batch_lines
+        rest = run[i:]
+    if rest:
+        yield rest
+
+
+def _iter_capture(
+    path: PathLike,
+    symbols: SymbolTable,
+    venue: str | None,
+    batch_lines: int,
+    snapshot_symbol: str | None,
+    block_bytes: int = _BLOCK_BYTES,
+    read_bytes: int = _READ_BYTES,
+) -> Iterator[DecodeResult]:
+    """Body of :func:`iter_capture`; the block and read sizes are parameters so tests can put block
+    boundaries anywhere (inside a line, right before or after a newline) and end reads inside a member."""
+    if batch_lines < 1:
+        raise ValueError(f"batch_lines must be ≥ 1, got {batch_lines}")
+    venue = venue if venue is not None else venue_from_capture_name(path)
+    snapshot_symbol = snapshot_symbol if snapshot_symbol is not None else symbol_from_capture_name(path)
+    first_line = 1
+    for lines in _capture_batches(path, batch_lines, block_bytes, read_bytes):
+        yield decode_capture_lines(lines, symbols, venue, first_line=first_line, snapshot_symbol=snapshot_symbol)
+        first_line += len(lines)
 
 
 def iter_capture(
@@ -115,28 +227,47 @@ def iter_capture(
     *,
     snapshot_symbol: str | None = None,
 ) -> Iterator[DecodeResult]:
-    """Stream a capture as decoded micro-batches of ``batch_lines`` lines (memory bounded by one batch).
+    """Stream a capture as decoded micro-batches of ``batch_lines`` lines (the last one shorter).
 
     ``venue`` defaults to :func:`venue_from_capture_name`; ``snapshot_symbol`` (the symbol of REST
     snapshot lines, which name none) to :func:`symbol_from_capture_name`. Error line numbers are line
-    numbers in the file. Events are identical whatever ``batch_lines`` is.
+    numbers in the file. Events are identical whatever ``batch_lines`` is. The file is read and
+    inflated a few MB at a time, so memory is bounded by that and one batch; a corrupt or truncated
+    gzip file raises :class:`DataFileError` once the readable lines before the damage are consumed.
+    The default batch is the decoder's fastest size on the real captures (its arrays stay in cache).
     """
-    if batch_lines < 1:
-        raise ValueError(f"batch_lines must be ≥ 1, got {batch_lines}")
-    venue = venue if venue is not None else venue_from_capture_name(path)
-    snapshot_symbol = snapshot_symbol if snapshot_symbol is not None else symbol_from_capture_name(path)
-    with _Reader(path) as stream:
-        first_line = 1
-        while lines := list(islice(stream, batch_lines)):
-            yield decode_capture_lines(lines, symbols, venue, first_line=first_line, snapshot_symbol=snapshot_symbol)
-            first_line += len(lines)
+    yield from _iter_capture(path, symbols, venue, batch_lines, snapshot_symbol)
 
 
 def read_capture(
     path: PathLike, symbols: SymbolTable, venue: str | None = None, *, snapshot_symbol: str | None = None
 ) -> DecodeResult:
-    """A whole capture as one result (events, klines, merged stats); see :func:`iter_capture`."""
-    return DecodeResult.concat(iter_capture(path, symbols, venue, snapshot_symbol=snapshot_symbol))
+    """A whole capture as one result (events, klines, merged stats); see :func:`iter_capture`.
+
+    Equal to ``DecodeResult.concat`` of the batches, but the rows are joined as raw bytes: numpy's
+    concatenate of structured rows measured ~3x slower than a byte copy (20 ms against 7 ms for the 599k
+    events of a day of BTCUSDT, about a tenth of the whole read).
+    """
+    parts = list(iter_capture(path, symbols, venue, snapshot_symbol=snapshot_symbol))
+    stats = DecodeStats()
+    for part in parts:
+        stats.merge(part.stats)
+    return DecodeResult(
+        _concat_rows([p.events for p in parts], EVENT_DTYPE),
+        _concat_rows([p.klines for p in parts], KLINE_DTYPE),
+        stats,
+    )
+
+
+def _concat_rows(arrays: list[EventArray], dtype: np.dtype[Any]) -> EventArray:
+    """Concatenate 1-D arrays of one structured ``dtype`` as bytes (see :func:`read_capture`)."""
+    if not arrays:
+        return np.empty(0, dtype=dtype)
+    for array in arrays:
+        if array.dtype != dtype or array.ndim != 1:
+            raise ValueError(f"expected 1-D {dtype} rows, got {array.ndim}-D {array.dtype}")
+    joined = np.concatenate([np.ascontiguousarray(a).view(np.uint8) for a in arrays])
+    return joined.view(dtype)
 
 
 # --- CSV histories ----------------------------------------------------------------------------------
@@ -144,8 +275,7 @@ def read_capture(
 
 def _csv_rows(path: PathLike) -> tuple[list[str], Iterator[tuple[int, list[str]]]]:
     """Header and (line number, fields) rows of a plain or gzip CSV, read fully (histories are small)."""
-    with _Reader(path) as stream:
-        raw = stream.read()
+    raw = b"".join(_read_blocks(path))
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:

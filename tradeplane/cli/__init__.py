@@ -11,6 +11,7 @@ from .. import __version__
 from ..logs import configure_logging
 from ..settings import CONFIG_ENV, SettingsError, load_settings
 from . import exit_codes
+from .backtest_cmd import backtest
 from .config_cmd import config_app
 from .crds_cmd import crds
 from .replay_cmd import replay
@@ -29,6 +30,7 @@ app.command("crds")(crds)
 app.command("validate")(validate)
 app.command("replay")(replay)
 app.command("train")(train)
+app.command("backtest")(backtest)
 app.add_typer(config_app, name="config")
 
 

@@ -10,6 +10,7 @@ Funding: row count, 8-hour spacing within the recorded jitter, mark price missin
 from __future__ import annotations
 
 import gzip
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -17,7 +18,8 @@ import numpy as np
 import pytest
 
 from tradeplane.engine import events as evk
-from tradeplane.engine.binance import VENUE_COINM, VENUE_SPOT, VENUE_USDM, decode_capture_lines
+from tradeplane.engine import replay
+from tradeplane.engine.binance import VENUE_COINM, VENUE_SPOT, VENUE_USDM, DecodeResult, decode_capture_lines
 from tradeplane.engine.replay import (
     DataFileError,
     iter_capture,
@@ -99,6 +101,124 @@ def test_errors_carry_file_line_numbers_and_plain_files_work(shared_dir: Path, t
 def test_batch_size_must_be_positive(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="batch_lines"):
         next(iter_capture(tmp_path / "usdm_x_1.jsonl", evk.SymbolTable(), batch_lines=0))
+
+
+# --- capture reading: blocks, gzip members, damaged files ---------------------------------------------
+
+CAPTURE_NAME = "usdm_btcusdt_20240808.jsonl"
+
+
+@pytest.fixture(scope="module")
+def head_lines(shared_dir: Path) -> list[bytes]:
+    """The first 2000 lines of the USD-M capture: diffs, tickers, trades and the REST snapshot (line 55)."""
+    with gzip.open(data(shared_dir, "ws", CAPTURE_NAME + ".gz")) as f:
+        return [next(f).rstrip(b"\n") for _ in range(2000)]
+
+
+def decoded_directly(lines: list[bytes]) -> DecodeResult:
+    return decode_capture_lines(lines, evk.SymbolTable(), VENUE_USDM, snapshot_symbol="BTCUSDT")
+
+
+def streamed(
+    path: Path, batch_lines: int = 8192, block_bytes: int = 4 << 20, read_bytes: int | None = None
+) -> list[DecodeResult]:
+    """iter_capture with chosen block and read sizes (reads of ``block_bytes`` unless told)."""
+    read_bytes = block_bytes if read_bytes is None else read_bytes
+    return list(replay._iter_capture(path, evk.SymbolTable(), None, batch_lines, None, block_bytes, read_bytes))
+
+
+def test_events_do_not_depend_on_batch_or_block_size(head_lines: list[bytes], tmp_path: Path) -> None:
+    """Batch and block boundaries fall anywhere (mid-line, on a newline) and so do compressed reads (the
+    gzip header and trailer included); the events and the line count never change, and neither does a
+    missing last newline."""
+    direct = decoded_directly(head_lines)
+    assert direct.stats.by_type == {"depthUpdate": 169, "bookTicker": 1483, "trade": 347, "snapshot": 1}
+    text = b"\n".join(head_lines) + b"\n"
+    plain, zipped, unterminated = (
+        tmp_path / "a" / CAPTURE_NAME,
+        tmp_path / "b" / CAPTURE_NAME,
+        tmp_path / "c" / CAPTURE_NAME,
+    )
+    for path, content in ((plain, text), (zipped, gzip.compress(text)), (unterminated, gzip.compress(text[:-1]))):
+        path.parent.mkdir()
+        path.write_bytes(content)
+        assert read_capture(path, evk.SymbolTable()).events.tobytes() == direct.events.tobytes()
+        for batch_lines in (1, 7, 8192):
+            results = list(iter_capture(path, evk.SymbolTable(), batch_lines=batch_lines))
+            assert [r.stats.messages for r in results[:-1]] == [batch_lines] * (len(results) - 1)
+            assert np.concatenate([r.events for r in results]).tobytes() == direct.events.tobytes()
+        for block_bytes in (13, 4096):
+            results = streamed(path, batch_lines=7, block_bytes=block_bytes)
+            assert sum(r.stats.messages for r in results) == 2000
+            assert np.concatenate([r.events for r in results]).tobytes() == direct.events.tobytes()
+
+
+def test_concatenated_gzip_members_are_one_file(head_lines: list[bytes], tmp_path: Path) -> None:
+    """``cat a.gz b.gz`` (and appending recorders) make multi-member files; a member may end mid-line,
+    and zero padding after the last member is ignored, as gzip does."""
+    text = b"\n".join(head_lines) + b"\n"
+    cut = text.index(b"\n", len(text) // 2) - 100  # mid-line
+    path = tmp_path / CAPTURE_NAME
+    path.write_bytes(gzip.compress(text[:cut]) + gzip.compress(text[cut:]) + b"\x00" * 1000)
+    direct = decoded_directly(head_lines)
+    for block_bytes in (17, 4 << 20):
+        results = streamed(path, block_bytes=block_bytes)
+        assert sum(r.stats.messages for r in results) == 2000
+        assert sum(r.stats.malformed for r in results) == 0
+        assert np.concatenate([r.events for r in results]).tobytes() == direct.events.tobytes()
+
+
+def test_damaged_gzip_files_name_the_file(head_lines: list[bytes], tmp_path: Path) -> None:
+    text = b"\n".join(head_lines) + b"\n"
+    whole = gzip.compress(text)
+    cases = {
+        "truncated": (whole[: len(whole) // 2], r"truncated gzip data: the file ends inside member 1"),
+        "no trailer": (whole[:-8], r"truncated gzip data"),
+        "bad crc": (whole[:-8] + bytes([whole[-8] ^ 1]) + whole[-7:], r"corrupt gzip data in member 1: .*check"),
+        "bad deflate": (whole[:40] + b"\xff" * 64 + whole[104:], r"corrupt gzip data in member 1"),
+        "junk after": (whole + b"not gzip", r"bytes after gzip member 1 are not gzip data"),
+    }
+    for name, (content, reason) in cases.items():
+        path = tmp_path / name / CAPTURE_NAME
+        path.parent.mkdir()
+        path.write_bytes(content)
+        with pytest.raises(DataFileError, match=rf"^{re.escape(str(path))}: {reason}") as info:
+            read_capture(path, evk.SymbolTable())
+        assert info.value.path == path and info.value.line is None, name
+    crc_broken = tmp_path / "bad crc" / CAPTURE_NAME
+    with pytest.raises(DataFileError):  # the CSV readers share the file reader
+        read_klines_csv(crc_broken, 0)
+
+
+@pytest.mark.parametrize("gzipped", [False, True])
+@pytest.mark.parametrize("shift", [-1, 0, 1])
+def test_malformed_line_at_a_block_boundary_keeps_its_file_line_number(
+    head_lines: list[bytes], tmp_path: Path, gzipped: bool, shift: int
+) -> None:
+    """The first block ends right before line 501's newline (shift -1), right after it (0: line 502
+    starts a block), or one byte into line 502 (1); the broken line 502 is reported as line 502."""
+    lines = list(head_lines)
+    lines[501] = b"1723161255030314667 {broken"
+    text = b"\n".join(lines) + b"\n"
+    boundary = sum(len(line) + 1 for line in lines[:501]) + shift
+    path = tmp_path / CAPTURE_NAME
+    path.write_bytes(gzip.compress(text) if gzipped else text)
+    first_block = next(replay._read_blocks(path, boundary, len(text)))
+    assert first_block == text[:boundary]
+    for batch_lines in (7, 500, 501, 8192):
+        results = streamed(path, batch_lines=batch_lines, block_bytes=boundary, read_bytes=len(text))
+        assert [line for r in results for line, _ in r.stats.errors] == [502]
+        assert sum(r.stats.messages for r in results) == 2000
+        assert sum(r.stats.malformed for r in results) == 1
+
+
+def test_empty_captures(tmp_path: Path) -> None:
+    for name, content in (("plain", b""), ("gzip", gzip.compress(b"")), ("newlines", b"\n\n")):
+        path = tmp_path / name / CAPTURE_NAME
+        path.parent.mkdir()
+        path.write_bytes(content)
+        result = read_capture(path, evk.SymbolTable())
+        assert (len(result.events), result.stats.messages) == (0, content.count(b"\n")), name
 
 
 # --- klines ------------------------------------------------------------------------------------------

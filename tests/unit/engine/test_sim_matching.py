@@ -184,6 +184,54 @@ def test_oco_first_fill_expires_the_sibling_never_both() -> None:
     assert status_of(sim, 2) == (O.EXPIRED, O.REASON_OCO_SIBLING)
 
 
+def test_oco_cancel_of_one_leg_cancels_the_other() -> None:
+    # both legs rest; cancelling the buy cancels the sell (Binance: a cancel of one leg cancels the list), so the
+    # later trade through the sell's price fills nothing; cancelling the sell afterwards finds nothing live
+    tape = book().trade(60, 102.0, 5.0, True)
+    sim = make(tape, response_latency=ConstantLatency(3))
+    sim.run_until(20)
+    sim.submit(new_order(1, O.BUY, 1.0, price_tick=98, oco_id=7))
+    sim.submit(new_order(2, O.SELL, 1.0, price_tick=101, oco_id=7))
+    sim.submit(new_order(3, O.SELL, 1.0, price_tick=102))  # not in the list: untouched
+    sim.run_until(30)
+    sim.cancel([1])
+    step = sim.run_until(33)
+    assert [(int(r["order_id"]), int(r["status"]), int(r["reason"])) for r in step.reports] == [
+        (1, O.CANCELED, O.REASON_USER_CANCEL),
+        (2, O.CANCELED, O.REASON_OCO_SIBLING),
+    ]
+    assert step.report_ts.tolist() == [33, 33] and step.reports["update_ts"].tolist() == [30, 30]
+    assert sim.live_orders()["order_id"].tolist() == [3]
+    sim.cancel([2])
+    sim.run_to_end()
+    assert sim.fills["order_id"].tolist() == [3] and sim.cancel_misses == 1
+
+
+def test_oco_cancel_also_cancels_a_sibling_still_in_flight() -> None:
+    # the buy arrives at 25; the sell is sent at 40 with 50 ns of entry latency, and the cancel of the buy at 41
+    # with 5: the cancel reaches the exchange first, and the sell is cancelled before it ever arrives
+    sim = make(book().trade(120, 101.0, 5.0, True), entry_latency=RecordedLatency([0, 40, 41], [5, 50, 5]))
+    sim.run_until(20)
+    sim.submit(new_order(1, O.BUY, 1.0, price_tick=98, oco_id=4))
+    sim.run_until(40)
+    sim.submit(new_order(2, O.SELL, 1.0, price_tick=101, oco_id=4))
+    sim.run_until(41)
+    sim.cancel([1])
+    sim.run_until(60)
+    assert status_of(sim, 1) == (O.CANCELED, O.REASON_USER_CANCEL)
+    assert status_of(sim, 2) == (O.CANCELED, O.REASON_OCO_SIBLING)
+    rep2 = sim.reports[sim.reports["order_id"] == 2]
+    assert rep2.shape[0] == 1 and rep2["update_ts"][0] == 46 and rep2["exch_ts"][0] == 90  # ended before arrival
+    sim.run_to_end()  # its arrival at 90 is skipped: it never rests, the trade at its price fills nothing
+    rep = sim.reports
+    assert list(zip(rep["order_id"].tolist(), rep["status"].tolist(), strict=True)) == [
+        (1, O.OPEN),
+        (1, O.CANCELED),
+        (2, O.CANCELED),
+    ]
+    assert sim.fills.shape[0] == 0 and sim.live_orders().shape[0] == 0 and sim.cancel_misses == 0
+
+
 # --- queue position ------------------------------------------------------------------------------------------------
 
 
@@ -293,6 +341,58 @@ def test_latency_models() -> None:
     a = SampledLatency.lognormal(1e6, 0.5, seed=3, block=7).draw(np.zeros(20, np.int64))
     b = SampledLatency.lognormal(1e6, 0.5, seed=3, block=7).draw(np.zeros(20, np.int64))
     assert np.array_equal(a, b) and np.all(a > 0)
+
+
+# --- book tops: the book as the strategy could have seen it ---------------------------------------------------------
+
+
+def test_tops_wait_for_their_receive_time_and_local_top_is_the_last_one_seen() -> None:
+    ev = book().diff(30, asks={101.0: 1.0}).events()
+    ev["ingest_ts"][ev["exchange_ts"] == 30] = 50  # the diff is received 20 ns after it happened
+    sim = Simulator(ev, SimConfig(tick_sizes={0: 1.0}))
+    step = sim.run_until(10)  # the snapshot happened at 10 and is received at 11
+    assert step.tops.shape[0] == 0 and step.tops.dtype == E.book_top_dtype(5)
+    assert np.isnan(sim.local_top(0)).all()
+    top = sim.run_until(11).tops
+    assert top.shape[0] == 1 and top["synced"][0] == 1 and top["exchange_ts"][0] == 10 and top["ingest_ts"][0] == 11
+    assert top["bid_px"][0, :3].tolist() == [99.0, 98.0, 97.0] and top["ask_qty"][0, :3].tolist() == [3.0, 2.0, 6.0]
+    assert np.isnan(top["bid_px"][0, 3:]).all()  # beyond the book's depth
+    assert sim.local_top(0) == (99.0, 5.0, 101.0, 3.0)
+    step = sim.run_until(45)  # the exchange applied the diff at 30; the strategy has not received it
+    assert step.tops.shape[0] == 0 and sim.exchange_ts == 30 and sim.local_top(0) == (99.0, 5.0, 101.0, 3.0)
+    assert sim.depth.level_qty(0, False, 101) == 1.0
+    assert sim.run_until(50).tops["exchange_ts"].tolist() == [30] and sim.local_top(0) == (99.0, 5.0, 101.0, 1.0)
+    with pytest.raises(ValueError, match="not configured"):
+        sim.local_top(1)
+
+
+def test_tops_come_in_receive_order_and_unsynced_tops_are_nan() -> None:
+    tape = book().diff(30, bids={98.0: 1.0}).diff(40, bids={97.0: 2.0}).diff(50, asks={102.0: 9.0}, pu=3)
+    ev = tape.events()  # the last diff breaks the pu chain
+    ev["ingest_ts"][ev["exchange_ts"] == 30] = 60  # received after the later diffs
+    sim = Simulator(ev, SimConfig(tick_sizes={0: 1.0}))
+    assert sim.run_until(35).tops["exchange_ts"].tolist() == [10]
+    tops = sim.run_until(55).tops
+    assert tops["exchange_ts"].tolist() == [40, 50] and tops["synced"].tolist() == [1, 0]
+    assert tops["bid_qty"][0, :3].tolist() == [5.0, 1.0, 2.0]  # the exchange book after both earlier diffs
+    assert np.isnan(tops["bid_px"][1]).all() and np.isnan(sim.local_top(0)).all()
+    last = sim.run_to_end().tops
+    assert last["exchange_ts"].tolist() == [30] and sim.local_top(0) == (99.0, 5.0, 101.0, 3.0)
+
+
+def test_tops_buffer_grows_and_steps_deliver_the_same_rows() -> None:
+    tape = book()
+    for k in range(40):
+        tape.diff(20 + 5 * k, bids={98.0: 1.0 + k}, asks={102.0: 2.0 + k})
+    whole = Simulator(tape.events(), SimConfig(tick_sizes={0: 1.0})).run_to_end().tops
+    small = Simulator(tape.events(), SimConfig(tick_sizes={0: 1.0}, top_capacity=2, top_levels=2))
+    parts = [small.run_until(t).tops for t in range(15, 230, 7)] + [small.run_to_end().tops]
+    stepped = np.concatenate(parts)
+    assert whole.shape[0] == 41 and stepped.dtype == E.book_top_dtype(2)
+    assert stepped["exchange_ts"].tolist() == whole["exchange_ts"].tolist()
+    assert np.array_equal(stepped["ask_qty"], whole["ask_qty"][:, :2])
+    with pytest.raises(ValueError, match="top_levels"):
+        Simulator(tape.events(), SimConfig(tick_sizes={0: 1.0}, top_levels=0))
 
 
 # --- sync, capacity, determinism -------------------------------------------------------------------------------------

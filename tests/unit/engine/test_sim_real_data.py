@@ -6,6 +6,9 @@
   opposite takers) consume it, depth at its price clips it (risk-averse), the excess fills it, and a trade
   through its price fills it. Fills must match that reference exactly, order by order and time by time.
 - A taker loop's market buys fill exactly the ask levels a ``BookSet`` holds at the order's arrival.
+- The book tops handed to the strategy (``Step.tops``) arrive no earlier than their receive time and are, in
+  sequence, exactly an engine ``BookSet`` replay in exchange order, re-sorted by receive time; with and without
+  live orders (the matcher feeds the book per message, or in runs while nothing rests).
 """
 
 from __future__ import annotations
@@ -188,3 +191,43 @@ def test_market_buys_fill_at_the_asks_the_book_held_at_arrival(events: npt.NDArr
         assert mine["fee"] == pytest.approx(mine["px"] * mine["qty"] * 4e-4)
         checked += 1
     assert checked > 50 and (fills["px"] > 0).all()
+
+
+@pytest.mark.parametrize("quote", [False, True], ids=["no_orders", "quoting"])
+def test_tops_are_the_book_as_received(events: npt.NDArray[np.void], quote: bool) -> None:
+    sim = Simulator(events, SimConfig(tick_sizes={0: TICK}), entry_latency=ConstantLatency(8 * MS))
+    start, end = int(events["ingest_ts"].min()), int(events["ingest_ts"].max())
+    got: list[npt.NDArray[np.void]] = []
+    prev, oid, quotes = -(2**62), 0, 0
+    for k, t in enumerate(range(start, end, 97 * MS)):  # a step not aligned with the data's 100 ms cadence
+        tops = sim.run_until(t).tops
+        assert np.all(tops["ingest_ts"] <= t) and np.all(tops["ingest_ts"] > prev)
+        assert np.all(np.diff(tops["ingest_ts"]) >= 0)
+        got.append(tops)
+        prev = t
+        touch = sim.local_top(0)
+        if tops.shape[0]:
+            last = tops[-1]
+            want = (last["bid_px"][0], last["bid_qty"][0], last["ask_px"][0], last["ask_qty"][0])
+            assert np.array_equal(touch, want, equal_nan=True)
+        if quote and k % 10 == 0:  # re-quote at the touch the strategy has seen, about once a second
+            sim.cancel(sim.live_orders()["order_id"])
+            if not np.isnan(touch[0]) and not np.isnan(touch[2]):
+                oid += 2
+                quotes += 1
+                sim.submit(np.concatenate([
+                    new_order(oid, O.BUY, 0.01, price_tick=round(touch[0] / TICK), tif=O.POST_ONLY),
+                    new_order(oid + 1, O.SELL, 0.01, price_tick=round(touch[2] / TICK), tif=O.POST_ONLY),
+                ]))  # fmt: skip
+    got.append(sim.run_to_end().tops)
+    mine = np.concatenate(got)
+    ex = events[exchange_order(events)]
+    ref = BookSet(BookConfig(levels=5, tick_sizes={0: TICK})).apply(ex).tops
+    ref = ref[np.argsort(ref["ingest_ts"], kind="stable")]
+    assert mine.shape[0] == ref.shape[0] > 5000 and mine.dtype == ref.dtype
+    for name in ("symbol", "synced", "exchange_ts", "ingest_ts"):
+        assert np.array_equal(mine[name], ref[name]), name
+    for name in ("bid_px", "bid_qty", "ask_px", "ask_qty"):
+        assert np.array_equal(mine[name], ref[name], equal_nan=True), name
+    if quote:
+        assert quotes > 300 and sim.reports.shape[0] > 1000

@@ -1,0 +1,357 @@
+"""The backtest runner: a strategy callback on micro-batches of local time over the simulator and a portfolio.
+
+Why micro-batches of *local* time: a strategy is a process that wakes up, reads what reached it since last
+time, and sends orders. The runner advances the simulator to each wake-up (``batch_ms`` apart, or earlier
+when an executor has a deadline), and hands the strategy arrays — the events, book tops, fills and order
+reports that arrived — plus a :class:`Context` to act through. Nothing in the loop touches single market
+events in Python; the cost per batch is a handful of calls whatever the event rate.
+
+Determinism: the only randomness is the latency models' seeded generators, the desk's TWAP jitter and the
+strategy's ``ctx.rng``, all derived from ``BacktestConfig.seed``; the same seed and data give byte-identical
+fills, reports, parents, equity curve and account (:meth:`BacktestResult.digest`).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from ..events import EventArray
+from .contracts import ContractSpec
+from .executors import (
+    STYLE_IMMEDIATE,
+    STYLE_MAKER_THEN_TAKER,
+    STYLE_TWAP,
+    Actions,
+    ExecutionDesk,
+    ExecutorConfig,
+    OrderIds,
+    TwapSpec,
+)
+from .latency import LatencyModel
+from .matching import SimConfig, Simulator
+from .orders import CANCELED, EXPIRED, FILL_DTYPE, FILLED, GTC, LIMIT, MARKET, ORDER_DTYPE, REJECTED
+from .portfolio import EquityCurve, Portfolio, performance_metrics
+from .queue import QueueModel
+from .result import MARK_DTYPE, BacktestResult
+
+Records = npt.NDArray[np.void]
+_MS = 1_000_000
+_YEAR_MS = 365.0 * 24 * 3600 * 1000
+_FINAL = (FILLED, CANCELED, REJECTED, EXPIRED)
+_STYLES = {"immediate": STYLE_IMMEDIATE, "maker_then_taker": STYLE_MAKER_THEN_TAKER, "twap": STYLE_TWAP}
+
+
+@dataclass(frozen=True)
+class BacktestConfig:
+    """One run: contracts per symbol id, clocks, latency and queue models, executor policy, seed.
+
+    ``batch_ms``: the strategy's wake-up period (local time). ``curve_ms``: equity-curve sampling period
+    (Sharpe is computed over these periods). ``funding``: funding history (MARK events from
+    ``read_funding_csv``) settled on open positions as the run crosses each 8-hour instant.
+    """
+
+    contracts: Mapping[int, ContractSpec]
+    initial_balance: float = 10_000.0
+    batch_ms: float = 100.0
+    curve_ms: float = 1_000.0
+    entry_latency: LatencyModel | None = None
+    response_latency: LatencyModel | None = None
+    queue: QueueModel | None = None
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)
+    seed: int = 0
+    funding: EventArray | None = None
+    order_capacity: int = 4096
+    top_levels: int = 5
+
+    def __post_init__(self) -> None:
+        if not self.contracts:
+            raise ValueError("BacktestConfig.contracts needs at least one symbol")
+        if sorted(self.contracts) != list(range(len(self.contracts))):
+            raise ValueError(f"BacktestConfig.contracts keys must be symbol ids 0..n-1, got {sorted(self.contracts)}")
+        for name in ("initial_balance", "batch_ms", "curve_ms"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"BacktestConfig.{name} must be > 0, got {getattr(self, name)!r}")
+
+    def sim_config(self) -> SimConfig:
+        c = self.contracts
+        return SimConfig(
+            tick_sizes={s: spec.tick_size for s, spec in c.items()},
+            maker_bps={s: spec.maker_bps for s, spec in c.items()},
+            taker_bps={s: spec.taker_bps for s, spec in c.items()},
+            order_capacity=self.order_capacity,
+            top_levels=self.top_levels,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class MarketBatch:
+    """What reached the strategy in ``(previous wake-up, now]``: EVENT_DTYPE events, book tops
+    (``book_top_dtype``; one per depth message), fills (FILL_DTYPE) and order reports (ORDER_DTYPE)."""
+
+    now: int
+    events: EventArray
+    tops: Records
+    fills: Records
+    reports: Records
+
+
+class Strategy(Protocol):
+    """A backtestable strategy: called once per micro-batch; acts through the context."""
+
+    def on_batch(self, ctx: Context, batch: MarketBatch) -> None: ...
+
+
+class Context:
+    """The strategy's handle on the run at local time :attr:`now`: the book as it has seen it, its portfolio,
+    its own orders, and the executors. Orders sent through it go out at :attr:`now` (+ entry latency)."""
+
+    def __init__(self, config: BacktestConfig, sim: Simulator, desk: ExecutionDesk, portfolio: Portfolio,
+                 ids: OrderIds, rng: np.random.Generator) -> None:  # fmt: skip
+        self.config, self._sim, self.desk, self.portfolio = config, sim, desk, portfolio
+        self.ids, self.rng = ids, rng
+        self.now = sim.now
+        self._submit: list[Records] = []
+        self._rows: list[tuple[int, int, int, int, int, int, int, int, float, int]] = []  # limit()/market()
+        self._cancel: list[int] = []
+        self._own_live: dict[int, int] = {}  # the strategy's own orders not known final → symbol
+
+    # --- market view ---------------------------------------------------------------------------------------------
+    def top(self, symbol: int = 0) -> tuple[float, float, float, float]:
+        """(bid price, bid qty, ask price, ask qty) of the last book top received (NaN before any)."""
+        return self._sim.local_top(symbol)
+
+    def touch(self, symbol: int) -> tuple[float, float]:
+        bid, _, ask, _ = self._sim.local_top(symbol)
+        return bid, ask
+
+    def tick(self, symbol: int = 0) -> float:
+        return self.config.contracts[symbol].tick_size
+
+    def lot(self, symbol: int = 0) -> float:
+        return self.config.contracts[symbol].lot_size
+
+    # --- portfolio ---------------------------------------------------------------------------------------------
+    def position(self, symbol: int = 0) -> float:
+        """Signed position from the fills received so far."""
+        return float(self.portfolio.acct["position"][symbol])
+
+    @property
+    def open_orders(self) -> list[int]:
+        """The strategy's own orders (not the executors') not yet reported final, oldest first."""
+        return list(self._own_live)
+
+    # --- own orders --------------------------------------------------------------------------------------------
+    def limit(self, symbol: int, side: int, qty: float, price: float, *, tif: int = GTC, flags: int = 0,
+              oco_id: int = 0) -> int:  # fmt: skip
+        """Send a limit order at ``price`` (rounded to the tick); returns its order id."""
+        oid = self.ids.take()
+        self._rows.append((oid, symbol, side, LIMIT, tif, flags, round(price / self.tick(symbol)), 0, qty, oco_id))
+        self._own_live[oid] = symbol
+        return oid
+
+    def market(self, symbol: int, side: int, qty: float, *, flags: int = 0) -> int:
+        oid = self.ids.take()
+        self._rows.append((oid, symbol, side, MARKET, GTC, flags, 0, 0, qty, 0))
+        self._own_live[oid] = symbol
+        return oid
+
+    def submit(self, rows: Records) -> None:
+        """Send prepared ORDER_DTYPE rows (ids from :attr:`ids`)."""
+        rows = np.atleast_1d(rows)
+        self._submit.append(rows)
+        for oid, sym in zip(rows["order_id"].tolist(), rows["symbol"].tolist(), strict=True):
+            self._own_live[oid] = sym
+
+    def cancel(self, order_ids: Sequence[int] | npt.NDArray[np.int64]) -> None:
+        self._cancel.extend(int(i) for i in order_ids)
+
+    # --- executors ----------------------------------------------------------------------------------------------
+    def execute(self, symbol: int, side: int, qty: float, style: str = "maker_then_taker",
+                twap: TwapSpec | None = None) -> int:  # fmt: skip
+        """Hand a parent order to an executor (immediate, maker_then_taker, twap); returns the parent id."""
+        if style not in _STYLES:
+            raise ValueError(f"unknown executor style {style!r}; one of {', '.join(_STYLES)}")
+        return self.desk.start(self.now, symbol, side, qty, self.touch(symbol), style=_STYLES[style], twap=twap)
+
+    def cancel_parent(self, parent_id: int) -> None:
+        self._queue(self.desk.cancel(self.now, parent_id))
+
+    # --- runner side ------------------------------------------------------------------------------------------
+    def _queue(self, actions: Actions) -> None:
+        if actions.submit.shape[0]:
+            self._submit.append(actions.submit)
+        if actions.cancel.shape[0]:
+            self._cancel.extend(actions.cancel.tolist())
+
+    def _see_reports(self, reports: Records) -> None:
+        if self._own_live and reports.shape[0]:
+            for oid, status in zip(reports["order_id"].tolist(), reports["status"].tolist(), strict=True):
+                if status in _FINAL:
+                    self._own_live.pop(oid, None)
+
+    def _flush(self) -> None:
+        if self._rows:  # one array for the batch's own orders (no per-order record allocation)
+            self._submit.append(_orders_from_rows(self._rows))
+            self._rows.clear()
+        if self._submit:
+            self._sim.submit(self._submit[0] if len(self._submit) == 1 else np.concatenate(self._submit))
+            self._submit.clear()
+        if self._cancel:
+            self._sim.cancel(np.asarray(self._cancel, np.int64))
+            self._cancel.clear()
+
+
+def _concat(parts: list[Records], dtype: np.dtype[np.void]) -> Records:
+    """Records concatenated as raw bytes (numpy's record-wise concatenate promotes fields part by part)."""
+    if not parts:
+        return np.zeros(0, dtype)
+    raw = np.concatenate([p.view(np.dtype((np.void, dtype.itemsize))) for p in parts])
+    out: Records = raw.view(dtype)
+    return out
+
+
+_ROW_FIELDS = ("order_id", "symbol", "side", "type", "tif", "flags", "price_tick", "stop_tick", "qty", "oco_id")
+
+
+def _orders_from_rows(rows: list[tuple[int, int, int, int, int, int, int, int, float, int]]) -> Records:
+    out = np.zeros(len(rows), ORDER_DTYPE)
+    for name, col in zip(_ROW_FIELDS, zip(*rows, strict=True), strict=True):
+        out[name] = col
+    out["avg_px"] = np.nan
+    return out
+
+
+class _Marks:
+    """Last finite mid per symbol as the strategy has seen it (marks for equity; NaN until the first top)."""
+
+    def __init__(self, n: int) -> None:
+        self.mid = np.full(n, np.nan)
+        self.bid = np.full(n, np.nan)
+        self.ask = np.full(n, np.nan)
+
+    def update(self, sim: Simulator) -> None:
+        for s in range(self.mid.shape[0]):
+            bid, _, ask, _ = sim.local_top(s)
+            if math.isfinite(bid) and math.isfinite(ask):
+                self.bid[s], self.ask[s], self.mid[s] = bid, ask, 0.5 * (bid + ask)
+
+
+def run_backtest(
+    events: EventArray,
+    strategy: Strategy,
+    config: BacktestConfig,
+    *,
+    symbols: Sequence[str] | None = None,
+    meta: Mapping[str, Any] | None = None,
+) -> BacktestResult:
+    """Run ``strategy`` over ``events`` (EVENT_DTYPE, local clock aligned: see ``latency.align_local_clock``)."""
+    started = time.perf_counter()
+    n_sym = len(config.contracts)
+    seeds = np.random.SeedSequence(config.seed).spawn(2)
+    sim = Simulator(events, config.sim_config(), entry_latency=config.entry_latency,
+                    response_latency=config.response_latency, queue_model=config.queue)  # fmt: skip
+    ids = OrderIds()
+    specs = [config.contracts[s] for s in range(n_sym)]
+    desk = ExecutionDesk({s: c.tick_size for s, c in config.contracts.items()},
+                         {s: c.lot_size for s, c in config.contracts.items()}, config.executor, ids=ids,
+                         rng=np.random.default_rng(seeds[0]))  # fmt: skip
+    portfolio = Portfolio(specs, config.initial_balance / n_sym)
+    ctx = Context(config, sim, desk, portfolio, ids, np.random.default_rng(seeds[1]))
+    marks = _Marks(n_sym)
+    ts = events["ingest_ts"]
+    if ts.shape[0] == 0:
+        raise ValueError("no events to backtest")
+    t0, t_end = int(ts.min()), int(ts.max())
+    batch_ns, curve_ns = round(config.batch_ms * _MS), round(config.curve_ms * _MS)
+    n_curve = (t_end - t0) // curve_ns + 3
+    curve = EquityCurve(n_curve, grow=True)
+    mark_rows: list[Records] = []
+    fills_log: list[Records] = []
+    pending: list[Any] = []  # steps seen by the desk but not yet by the strategy (desk-only wake-ups)
+    next_call, next_curve, funded_to = t0 + batch_ns, t0, t0
+
+    def book(step: Any, now: int, due: bool) -> None:
+        """Fills into the portfolio, funding, marks, then the desk (only when it has something to do)."""
+        nonlocal funded_to
+        if step.fills.shape[0]:
+            portfolio.apply_fills(step.fills)
+            fills_log.append(step.fills)
+        if config.funding is not None and now > funded_to:
+            portfolio.settle_funding(config.funding, funded_to, now, np.nan_to_num(marks.mid))
+            funded_to = now
+        if step.tops.shape[0]:
+            marks.update(sim)
+        ctx._see_reports(step.reports)
+        if due or step.fills.shape[0] or step.reports.shape[0]:
+            ctx.now = now
+            ctx._queue(desk.on_step(now, step.fills, step.reports, ctx.touch))
+
+    def sample(now: int) -> None:
+        curve.record(portfolio.acct, np.where(np.isfinite(marks.mid), marks.mid, 0.0), now)
+        row = np.zeros(n_sym, MARK_DTYPE)
+        row["ts"], row["symbol"], row["bid"], row["ask"], row["mid"] = now, np.arange(n_sym), marks.bid, marks.ask, \
+            marks.mid  # fmt: skip
+        mark_rows.append(row)
+
+    now = t0
+    while now < t_end:
+        wake = desk.next_wakeup()
+        if desk.working:  # executors react at the venue's pace: wake when an order arrives or a report lands
+            venue = sim.next_activity()
+            if venue is not None and (wake is None or venue < wake):
+                wake = venue
+        now = next_call if wake is None or wake >= next_call else max(wake, now + 1)
+        step = sim.run_until(now)
+        book(step, now, wake is not None and wake <= now)
+        if now >= next_curve:  # one row per crossing, on the run's own clock
+            sample(now)
+            next_curve += ((now - next_curve) // curve_ns + 1) * curve_ns
+        if now < next_call:  # a desk-only wake-up: the strategy sees these arrays at its next call
+            pending.append(step)
+            ctx._flush()
+            continue
+        if pending:
+            pending.append(step)
+            batch = MarketBatch(now, *(np.concatenate([getattr(s, k) for s in pending]) for k in
+                                       ("events", "tops", "fills", "reports")))  # fmt: skip
+            pending.clear()
+        else:
+            batch = MarketBatch(now, step.events, step.tops, step.fills, step.reports)
+        ctx.now = now
+        strategy.on_batch(ctx, batch)
+        if desk.working:  # slices due now from parents the strategy just started
+            ctx._queue(desk.on_step(now, _NO_FILLS, _NO_REPORTS, ctx.touch))
+        ctx._flush()
+        next_call += batch_ns
+    step = sim.run_to_end()
+    now = max(now, t_end)
+    book(step, now, False)
+    sample(now)
+    fills = _concat(fills_log, FILL_DTYPE)
+    metrics = performance_metrics(curve, fills, portfolio.acct, periods_per_year=_YEAR_MS / config.curve_ms)
+    info = {"events": int(events.shape[0]), "t_start_ns": t0, "t_end_ns": t_end, "seed": config.seed,
+            "batch_ms": config.batch_ms, "curve_interval_ns": curve_ns, "wall_s": time.perf_counter() - started,
+            "cancel_misses": sim.cancel_misses} | dict(meta or {})  # fmt: skip
+    return BacktestResult(
+        fills=fills,
+        reports=sim.reports,
+        report_ts=sim.report_ts,
+        parents=desk.parents,
+        curve=curve.rows[: len(curve)].copy(),
+        marks=np.concatenate(mark_rows) if mark_rows else np.zeros(0, MARK_DTYPE),
+        account=portfolio.acct.copy(),
+        metrics=metrics,
+        symbols=tuple(symbols) if symbols is not None else tuple(f"symbol{s}" for s in range(n_sym)),
+        meta=info,
+    )
+
+
+_NO_FILLS = np.zeros(0, FILL_DTYPE)
+_NO_REPORTS = np.zeros(0, ORDER_DTYPE)
