@@ -41,16 +41,16 @@ def _reaches(o: np.void, tick: int, taker_buy: bool, taker_sell: bool) -> bool:
 
 
 @njit(cache=True)
-def reaches_an_order(ks: np.ndarray, table: OrderTable, book: Book, ev: np.void) -> bool:
+def reaches_an_order(ev: np.void, ks: np.ndarray, orders: np.ndarray, active: np.ndarray, st: np.ndarray,
+                     inv: np.ndarray) -> bool:  # fmt: skip
     """Whether :func:`on_trade` would do anything for this trade (the book is synced and a live order of its
-    symbol is reached); when not, skipping it changes nothing."""
+    symbol is reached); when not, skipping it changes nothing. (Per trade: takes just the arrays it reads.)"""
     s = ev["symbol"]
-    if not synced(book.st, s):
+    if not synced(st, s):
         return False
     taker_buy = (ev["kind"] & EV_BUY) != 0
     taker_sell = (ev["kind"] & EV_SELL) != 0
-    tick = _trade_tick(ev, book.inv)
-    orders, active = table.orders, table.active
+    tick = _trade_tick(ev, inv)
     for j in range(ks[K_NACT]):
         o = orders[active[j]]
         if o["symbol"] == s and _reaches(o, tick, taker_buy, taker_sell):

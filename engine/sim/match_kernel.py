@@ -136,7 +136,7 @@ def _quiet_end(events: np.ndarray, i: int, limit: int, max_messages: int) -> int
 
 @njit(cache=True)
 def _run(events: np.ndarray, stop_ts: int, cmds: np.ndarray, book: Book, io: BookIO, m: Matcher) -> int:
-    ks, orders, st = m.ks, m.table.orders, book.st
+    ks, orders, active, st, inv = m.ks, m.table.orders, m.table.active, book.st, book.inv
     tops, t_index = io.tops, io.t_index
     n = events.shape[0]
     while True:
@@ -163,7 +163,7 @@ def _run(events: np.ndarray, stop_ts: int, cmds: np.ndarray, book: Book, io: Boo
                 ks[K_EPOCH] += 1
                 status, n_top, _, _ = kn.apply_batch(
                     events[i:j], ks[K_STREAM], st, io.counters, io.batch_counters, ks[K_EPOCH], io.touched,
-                    io.before, book.bq, book.aq, book.inv, book.width, io.buf_i, io.buf_f, io.buf_cap, tops[nt:],
+                    io.before, book.bq, book.aq, inv, book.width, io.buf_i, io.buf_f, io.buf_cap, tops[nt:],
                     t_index[nt:], io.g, io.r,
                 )  # fmt: skip
                 if status != kn.OK:
@@ -178,7 +178,11 @@ def _run(events: np.ndarray, stop_ts: int, cmds: np.ndarray, book: Book, io: Boo
                 if ks[K_NACT] > 0 and (events[j - 1]["kind"] & LAST_IN_MSG) != 0:
                     on_message(ks, m.table, m.queue, book, int(events[i]["symbol"]))
                 continue
-            if typ in (TRADE, AGG_TRADE) and ks[K_NACT] > 0 and reaches_an_order(ks, m.table, book, events[i]):
+            if (
+                typ in (TRADE, AGG_TRADE)
+                and ks[K_NACT] > 0
+                and reaches_an_order(events[i], ks, orders, active, st, inv)
+            ):
                 s = events[i]["symbol"]
                 # per live order: its walk if a stop triggers, its own reports and OCO siblings; plus siblings in flight
                 need = ks[K_NACT] * (max(st[s, kn.ST_NA], st[s, kn.ST_NB]) + 3) + 4 + ks[K_NUSED] - ks[K_NACT]
