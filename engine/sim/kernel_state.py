@@ -11,7 +11,7 @@ reference-count increment and decrement, ≈ 6 ns per array per call. A bundle o
 helper needs is one group, :class:`Matcher` (13 arrays, as many as the positional lists it replaces), the
 book (:class:`Book`) travels only to the helpers that read prices, the book kernel's own working arrays
 (:class:`BookIO`) and the command queue stay in the event loop, the per-slot scratch columns are one
-structured array (:data:`SLOT_DTYPE`), and the two hottest helpers take only the groups they read.
+structured array (:data:`SLOT_DTYPE`), and the per-trade and per-message helpers take only what they read.
 
 Why the edge passes plain tuples (:func:`pack`) that :func:`unpack` turns back into the named groups inside
 nopython code: numba's dispatcher types a plain tuple of arrays in C, but a ``NamedTuple`` in Python, which
