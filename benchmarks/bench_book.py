@@ -18,49 +18,18 @@ import gc
 import json
 import os
 import platform
-import statistics
 import time
-from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
+from harness import REPO, best_and_median, cpu_model, shared_dir
 
 from tradeplane.engine import events as evk
 from tradeplane.engine.book import BookSet, QualityMonitor
 from tradeplane.engine.replay import read_capture
 
-REPO = Path(__file__).resolve().parents[1]
 CAPTURE = "usdm_btcusdt_20240808.jsonl.gz"
 MICRO_BATCH = 4096
 ROUNDS = 7
-
-
-def shared_dir() -> Path:
-    override = os.environ.get("TRADEPLANE_SHARED_DIR")
-    return Path(override) if override else REPO.parent / "shared"
-
-
-def cpu_model() -> str:
-    """The CPU's model name (Linux), so results from different machines are not compared blindly."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def best_and_median(run: Callable[[], None]) -> tuple[float, float]:
-    """Seconds per run over ROUNDS runs (after one warm-up run): (best, median)."""
-    run()
-    times = []
-    for _ in range(ROUNDS):
-        gc.collect()
-        t0 = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - t0)
-    return min(times), statistics.median(times)
 
 
 def main() -> None:
@@ -89,9 +58,9 @@ def main() -> None:
         for a in range(0, n, MICRO_BATCH):
             monitor.process(books, flagged[a : a + MICRO_BATCH])
 
-    whole_best, whole_med = best_and_median(whole)
-    micro_best, micro_med = best_and_median(micro)
-    quality_best, quality_med = best_and_median(micro_quality)
+    whole_best, whole_med = best_and_median(whole, ROUNDS)
+    micro_best, micro_med = best_and_median(micro, ROUNDS)
+    quality_best, quality_med = best_and_median(micro_quality, ROUNDS)
 
     # Latency: sync on everything up to the snapshot, then apply each later depth message alone.
     snap_last = int(np.flatnonzero(kind == evk.SNAPSHOT)[-1])

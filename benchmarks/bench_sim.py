@@ -21,11 +21,9 @@ benchmarks/results/sim.json.
 
 from __future__ import annotations
 
-import gc
 import json
 import os
 import platform
-import statistics
 import tempfile
 import time
 from collections.abc import Callable
@@ -33,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from harness import REPO, best_and_median, cpu_model, shared_dir
 
 from tradeplane.engine.events import SymbolTable
 from tradeplane.engine.replay import read_capture
@@ -43,36 +42,9 @@ from tradeplane.engine.sim.matching import SimConfig, Simulator
 from tradeplane.engine.sim.result import BacktestResult
 from tradeplane.engine.sim.runner import BacktestConfig, Strategy, run_backtest
 
-REPO = Path(__file__).resolve().parents[1]
 CAPTURE = "usdm_btcusdt_20240808.jsonl.gz"
 ROUNDS = 5
 MS = 1_000_000
-
-
-def shared_dir() -> Path:
-    override = os.environ.get("TRADEPLANE_SHARED_DIR")
-    return Path(override) if override else REPO.parent / "shared"
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def best_and_median(run: Callable[[], object]) -> tuple[float, float]:
-    run()
-    times = []
-    for _ in range(ROUNDS):
-        gc.collect()
-        t0 = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - t0)
-    return min(times), statistics.median(times)
 
 
 def config(batch_ms: float) -> BacktestConfig:
@@ -91,7 +63,7 @@ def main() -> None:
                            "messages": n_msg, "rounds": ROUNDS}  # fmt: skip
 
     def rate(name: str, run: Callable[[], object], unit: int) -> None:
-        best, med = best_and_median(run)
+        best, med = best_and_median(run, ROUNDS)
         out[f"{name}_s"] = round(best, 4)
         out[f"{name}_per_s"] = round(unit / best)
         out[f"{name}_per_s_median"] = round(unit / med)

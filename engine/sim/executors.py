@@ -34,7 +34,6 @@ from .orders import (
     BUY,
     CANCELED,
     EXPIRED,
-    FILL_DTYPE,
     FILLED,
     MARKET,
     OPEN,
@@ -453,7 +452,6 @@ class ExecutionDesk:
 
 
 __all__ = [
-    "FILL_DTYPE",
     "Actions",
     "ExecutionDesk",
     "ExecutorConfig",

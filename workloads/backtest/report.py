@@ -37,7 +37,15 @@ from tradeplane import __version__
 from tradeplane.engine.sim.executors import PARENT_STATUS_NAMES, STYLE_NAMES
 from tradeplane.engine.sim.portfolio import EquityCurve, PerformanceMetrics
 from tradeplane.engine.sim.result import BacktestResult
-from tradeplane.workloads.training.report import _CSS, _PNG_METADATA, _iso_ns, _no_data, _table, _tex_safe
+from tradeplane.workloads.reporting import (
+    CSS,
+    html_table,
+    iso_ns,
+    new_figure,
+    no_data,
+    tex_safe,
+    write_report_files,
+)
 
 from .tables import SIDE_NAMES, check_result, enum_name, enum_names, symbol_names
 
@@ -50,7 +58,6 @@ TABLE_ROWS: Final = 200
 MAX_SYMBOL_PANELS: Final = 6
 """Symbols drawn in ``fills.png`` (those with the most fills); the figure says how many are left out."""
 
-DPI: Final = 100
 
 # ``result.meta`` keys the summary reads (as ``engine.sim.runner.run_backtest`` writes them); every key is also
 # listed in the run metadata table, whatever it is.
@@ -87,21 +94,13 @@ def write_report(result: BacktestResult, out_dir: Path) -> dict[str, Path]:
     without a name) raises ``ValueError`` before anything is written.
     """
     check_result(result)
-    out_dir.mkdir(parents=True, exist_ok=True)
     figures = {
         "equity": _equity_figure(result),
         "drawdown": _drawdown_figure(result),
         "fills": _fills_figure(result),
         "slippage": _slippage_figure(result),
     }
-    paths: dict[str, Path] = {}
-    for key, fig in figures.items():
-        path = out_dir / f"{key}.png"
-        fig.savefig(path, dpi=DPI, format="png", metadata=_PNG_METADATA)
-        paths[key] = path
-    html_path = out_dir / "report.html"
-    html_path.write_text(render_html(result), encoding="utf-8")
-    return {"html": html_path, **paths}
+    return write_report_files(out_dir, figures, render_html(result))
 
 
 # ---------------------------------------------------------------------------------------------------- data
@@ -137,10 +136,6 @@ def _title(result: BacktestResult) -> str:
 # ---------------------------------------------------------------------------------------------------- plots
 
 
-def _new_figure(width: float, height: float) -> Figure:
-    return Figure(figsize=(width, height), dpi=DPI, layout="constrained")
-
-
 def _date_axis(ax: Axes) -> None:
     locator = AutoDateLocator()  # type: ignore[no-untyped-call]  # matplotlib.dates is unannotated
     ax.xaxis.set_major_locator(locator)
@@ -148,14 +143,14 @@ def _date_axis(ax: Axes) -> None:
 
 
 def _equity_figure(result: BacktestResult) -> Figure:
-    fig = _new_figure(9.0, 6.5)
+    fig = new_figure(9.0, 6.5)
     ax_eq, ax_pnl = fig.subplots(2, 1, sharex=True, height_ratios=(3, 2))
-    fig.suptitle(_tex_safe(_title(result)), fontsize=10, color="#444444")
+    fig.suptitle(tex_safe(_title(result)), fontsize=10, color="#444444")
     ax_eq.set_title("Equity (settlement currency, all symbols summed)", fontsize=13)
     c = result.curve
     if c.shape[0] == 0:
-        _no_data(ax_eq, "no equity curve rows")
-        _no_data(ax_pnl, "")
+        no_data(ax_eq, "no equity curve rows")
+        no_data(ax_pnl, "")
         return fig
     t = _times(c["ts"])
     equity = np.asarray(c["equity"], dtype=np.float64)
@@ -181,14 +176,14 @@ def _equity_figure(result: BacktestResult) -> Figure:
 
 
 def _drawdown_figure(result: BacktestResult) -> Figure:
-    fig = _new_figure(9.0, 5.5)
+    fig = new_figure(9.0, 5.5)
     ax_abs, ax_pct = fig.subplots(2, 1, sharex=True)
-    fig.suptitle(_tex_safe(_title(result)), fontsize=10, color="#444444")
+    fig.suptitle(tex_safe(_title(result)), fontsize=10, color="#444444")
     ax_abs.set_title("Drawdown from the running peak of equity", fontsize=13)
     curve = equity_curve(result)
     if len(curve) == 0:
-        _no_data(ax_abs, "no equity curve rows")
-        _no_data(ax_pct, "")
+        no_data(ax_abs, "no equity curve rows")
+        no_data(ax_pct, "")
         return fig
     t = _times(curve.column("ts"))
     dd, dd_frac = curve.drawdown()
@@ -220,18 +215,18 @@ def _panel_symbols(result: BacktestResult) -> tuple[list[int], int]:
 
 def _fills_figure(result: BacktestResult) -> Figure:
     shown, omitted = _panel_symbols(result)
-    fig = _new_figure(9.0, max(4.0, 0.5 + 3.2 * max(1, len(shown))))
+    fig = new_figure(9.0, max(4.0, 0.5 + 3.2 * max(1, len(shown))))
     axes: list[Axes] = list(fig.subplots(max(1, len(shown)), 1, sharex=True, squeeze=False)[:, 0])
     title = "Mid price and fills (▲ buy, ▼ sell; filled = maker, hollow = taker)"
     if omitted:
         title += f"; {omitted} more symbol(s) not drawn"
     fig.suptitle(title, fontsize=12)
     if not shown:
-        _no_data(axes[0], "no marks and no fills")
+        no_data(axes[0], "no marks and no fills")
         return fig
     fills, marks = result.fills, result.marks
     for ax, sym in zip(axes, shown, strict=True):
-        ax.set_title(_tex_safe(result.symbols[sym]), fontsize=11)
+        ax.set_title(tex_safe(result.symbols[sym]), fontsize=11)
         mk = marks[marks["symbol"] == sym]
         if mk.shape[0]:
             ax.plot(_times(mk["ts"]), mk["mid"], color=_COLORS["mid"], linewidth=1.0, drawstyle="steps-post",
@@ -267,23 +262,23 @@ def _cost_by_style(result: BacktestResult) -> list[tuple[int, FloatArray]]:
 
 
 def _slippage_figure(result: BacktestResult) -> Figure:
-    fig = _new_figure(8.0, 5.0)
+    fig = new_figure(8.0, 5.0)
     ax = fig.subplots()
     ax.set_title("Parent order cost versus mid at send (bps, > 0 = paid)", fontsize=13)
-    fig.suptitle(_tex_safe(_title(result)), fontsize=10, color="#444444")
+    fig.suptitle(tex_safe(_title(result)), fontsize=10, color="#444444")
     if result.parents.shape[0] == 0:
-        _no_data(ax, "no parent orders")
+        no_data(ax, "no parent orders")
         return fig
     groups = _cost_by_style(result)
     if not groups:
-        _no_data(ax, f"no filled parent orders (of {result.parents.shape[0]:,})")
+        no_data(ax, f"no filled parent orders (of {result.parents.shape[0]:,})")
         return fig
     every = np.concatenate([v for _, v in groups])
     bins: list[float] = np.histogram_bin_edges(every, bins=int(np.clip(np.sqrt(every.shape[0]), 10, 60))).tolist()
     several = len(groups) > 1
     for i, (style, values) in enumerate(groups):
         color = _STYLE_COLORS[i % len(_STYLE_COLORS)]
-        name = _tex_safe(enum_name(style, STYLE_NAMES, "style_"))
+        name = tex_safe(enum_name(style, STYLE_NAMES, "style_"))
         mean, median = float(values.mean()), float(np.median(values))
         ax.hist(values, bins=bins, histtype="step" if several else "stepfilled", color=color, linewidth=1.6,
                 alpha=1.0 if several else 0.55, label=f"{name} (n={values.shape[0]:,})")  # fmt: skip
@@ -300,45 +295,38 @@ def _slippage_figure(result: BacktestResult) -> Figure:
 # ---------------------------------------------------------------------------------------------------- formats
 
 
-def _finite_or_dash(x: Any) -> str | None:
-    """ "—" for NaN, "∞"/"−∞" for infinities, None for a finite number (which the caller formats)."""
+def _formatted(x: Any, spec: str) -> str:
+    """``format(x, spec)`` for a finite number; "—" for NaN, "∞"/"−∞" for infinities."""
     v = float(x)
     if math.isnan(v):
         return "—"
     if math.isinf(v):
         return "∞" if v > 0 else "−∞"
-    return None
+    return format(v, spec)
 
 
 def _money(x: Any) -> str:
     """Money: two decimals with thousands separators, or 4 significant digits below 1 (coin-settled PnL)."""
-    special = _finite_or_dash(x)
-    if special is not None:
-        return special
     v = float(x)
-    return f"{v:,.2f}" if abs(v) >= 1 or v == 0 else f"{v:.4g}"
+    return _formatted(v, ",.2f" if not math.isfinite(v) or abs(v) >= 1 or v == 0 else ".4g")
 
 
 def _num(x: Any) -> str:
     """Prices and quantities: up to 10 significant digits, so ticks and lots show exactly."""
-    special = _finite_or_dash(x)
-    return special if special is not None else f"{float(x):,.10g}"
+    return _formatted(x, ",.10g")
 
 
 def _pct(x: Any) -> str:
-    special = _finite_or_dash(x)
-    return special if special is not None else f"{float(x):.2%}"
+    return _formatted(x, ".2%")
 
 
 def _dec2(x: Any) -> str:
     """Two decimals (basis points, Sharpe ratios)."""
-    special = _finite_or_dash(x)
-    return special if special is not None else f"{float(x):,.2f}"
+    return _formatted(x, ",.2f")
 
 
 def _ratio(x: Any) -> str:
-    special = _finite_or_dash(x)
-    return special if special is not None else f"{float(x):.3g}"
+    return _formatted(x, ".3g")
 
 
 def _count(n: int) -> str:
@@ -356,8 +344,8 @@ def _meta_value(value: Any) -> str:
     if isinstance(value, numbers.Integral):
         return str(int(value))
     if isinstance(value, numbers.Real):
-        special = _finite_or_dash(value)
-        return special if special is not None else repr(float(value))
+        v = float(value)
+        return repr(v) if math.isfinite(v) else _formatted(v, "")
     if isinstance(value, str):
         return value
     return json.dumps(value, default=str, ensure_ascii=False, sort_keys=True)
@@ -377,7 +365,7 @@ def _kv_table(pairs: Iterable[tuple[str, str]], empty: str) -> str:
     rows = [[_e(k), _e(v)] for k, v in pairs]
     if not rows:
         return f'<p class="muted">{_e(empty)}</p>'
-    return _table(["key", "value"], rows)
+    return html_table(["key", "value"], rows)
 
 
 # ---------------------------------------------------------------------------------------------------- HTML
@@ -387,7 +375,7 @@ def _span(ts: npt.NDArray[np.int64]) -> str:
     if ts.shape[0] == 0:
         return "—"
     lo, hi = int(ts.min()), int(ts.max())
-    return f"{_iso_ns(lo)} → {_iso_ns(hi)} ({(hi - lo) / 1e9:,.3f} s)"
+    return f"{iso_ns(lo)} → {iso_ns(hi)} ({(hi - lo) / 1e9:,.3f} s)"
 
 
 def _summary_html(result: BacktestResult) -> str:
@@ -450,7 +438,7 @@ def metric_rows(m: PerformanceMetrics) -> list[tuple[str, str, str]]:
 
 def _metrics_html(result: BacktestResult) -> str:
     rows = [[_e(label), _e(value), _e(meaning)] for label, value, meaning in metric_rows(result.metrics)]
-    return _table(["metric", "value", "meaning"], rows)
+    return html_table(["metric", "value", "meaning"], rows)
 
 
 def _executor_html(result: BacktestResult) -> str:
@@ -475,11 +463,11 @@ def _executor_html(result: BacktestResult) -> str:
         ])  # fmt: skip
     header = ["style", "parents", "with fills", "filled (qty)", "mean cost bps", "median cost bps",
               "p95 cost bps", "maker share (qty)", "fees", "degraded"]  # fmt: skip
-    return _table(header, rows)
+    return html_table(header, rows)
 
 
 def _done(ts: int) -> str:
-    return _iso_ns(ts) if ts else "working"
+    return iso_ns(ts) if ts else "working"
 
 
 def _fills_html(result: BacktestResult) -> str:
@@ -489,14 +477,14 @@ def _fills_html(result: BacktestResult) -> str:
     head = f[:TABLE_ROWS]
     names, sides = symbol_names(result, head["symbol"]), enum_names(head["side"], SIDE_NAMES, "SIDE_")
     rows = [
-        [_e(_count(i)), _e(_iso_ns(int(r["exch_ts"]))), _e(_iso_ns(int(r["local_ts"]))), _e(str(names[i])),
+        [_e(_count(i)), _e(iso_ns(int(r["exch_ts"]))), _e(iso_ns(int(r["local_ts"]))), _e(str(names[i])),
          _e(str(int(r["order_id"]))), _e(str(sides[i])), "maker" if r["maker"] else "taker", _e(_num(r["px"])),
          _e(_num(r["qty"])), _e(_num(r["fee"])), _e(_num(r["mid_at_send"]))]
         for i, r in enumerate(head)
     ]  # fmt: skip
     header = ["#", "exchange time", "local time", "symbol", "order", "side", "liquidity", "price", "qty", "fee",
               "mid at send"]  # fmt: skip
-    return _shown(f.shape[0]) + _table(header, rows)
+    return _shown(f.shape[0]) + html_table(header, rows)
 
 
 def _parents_html(result: BacktestResult) -> str:
@@ -512,12 +500,12 @@ def _parents_html(result: BacktestResult) -> str:
          _e(str(statuses[i])), "yes" if r["degraded"] else "", _e(_num(r["qty"])), _e(_num(r["filled"])),
          _e(_num(r["maker_qty"])), _e(_num(r["taker_qty"])), _e(_num(r["vwap"])), _e(_num(r["mid_at_send"])),
          _e(_dec2(r["cost_bps"])), _e(_num(r["fees"])), _e(_count(int(r["n_children"]))),
-         _e(_iso_ns(int(r["send_ts"]))), _e(_done(int(r["done_ts"])))]
+         _e(iso_ns(int(r["send_ts"]))), _e(_done(int(r["done_ts"])))]
         for i, r in enumerate(head)
     ]  # fmt: skip
     header = ["parent", "symbol", "side", "style", "status", "degraded", "qty", "filled", "maker qty", "taker qty",
               "vwap", "mid at send", "cost bps", "fees", "children", "sent", "done"]  # fmt: skip
-    return _shown(p.shape[0]) + _table(header, rows)
+    return _shown(p.shape[0]) + html_table(header, rows)
 
 
 def _shown(n: int) -> str:
@@ -566,6 +554,6 @@ def render_html(result: BacktestResult) -> str:
     return (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-        f"<title>{title}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
+        f"<title>{title}</title>\n<style>{CSS}</style>\n</head>\n<body>\n"
         f'<h1>{title}</h1>\n<p class="generated">{_e(generated)}</p>\n{body}\n</body>\n</html>\n'
     )

@@ -24,17 +24,16 @@ import math
 import numbers
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
-from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from tradeplane import __version__
 from tradeplane.engine.metrics import FloatArray, calibration_table, pr_auc, precision_recall_curve
+from tradeplane.workloads.reporting import CSS, html_table, iso_ns, new_figure, no_data, tex_safe, write_report_files
 
 TOP_FEATURES = 20
 """Features shown in the importance plot and table."""
@@ -42,13 +41,11 @@ TOP_FEATURES = 20
 N_BUCKETS = 10
 """Quantile buckets of the reliability diagram (deciles)."""
 
-DPI = 100
 
 PLOTS = ("calibration", "pr_curve", "importance", "folds", "search")
 """Keys of the PNGs in :func:`write_report`'s result; each is written as ``<key>.png``."""
 
 _COLORS = {"raw": "#9e9e9e", "model": "#1f77b4", "baseline": "#ff7f0e", "holdout": "#2ca02c", "base": "#555555"}
-_PNG_METADATA: dict[str, str | None] = {"Software": None}  # no matplotlib version string in the files
 
 
 @dataclass(frozen=True)
@@ -108,7 +105,6 @@ def write_report(out_dir: Path, data: ReportData) -> dict[str, Path]:
     before anything is written.
     """
     _validate(data)
-    out_dir.mkdir(parents=True, exist_ok=True)
     figures = {
         "calibration": _calibration_figure(data),
         "pr_curve": _pr_figure(data),
@@ -116,14 +112,7 @@ def write_report(out_dir: Path, data: ReportData) -> dict[str, Path]:
         "folds": _folds_figure(data),
         "search": _search_figure(data),
     }
-    paths: dict[str, Path] = {}
-    for key, fig in figures.items():
-        path = out_dir / f"{key}.png"
-        fig.savefig(path, dpi=DPI, format="png", metadata=_PNG_METADATA)
-        paths[key] = path
-    html_path = out_dir / "report.html"
-    html_path.write_text(render_html(data), encoding="utf-8")
-    return {"html": html_path, **paths}
+    return write_report_files(out_dir, figures, render_html(data))
 
 
 # ---------------------------------------------------------------------------------------------------- validation
@@ -152,27 +141,12 @@ def _validate(data: ReportData) -> None:
 # ---------------------------------------------------------------------------------------------------- plots
 
 
-def _new_figure(width: float, height: float) -> Figure:
-    return Figure(figsize=(width, height), dpi=DPI, layout="constrained")
-
-
-def _tex_safe(text: str) -> str:
-    """Plain text for matplotlib: a ``$`` would otherwise start mathtext."""
-    return text.replace("$", r"\$")
-
-
-def _no_data(ax: Axes, message: str) -> None:
-    ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes, fontsize=12, color="#777777")
-    ax.set_xticks([])
-    ax.set_yticks([])
-
-
 def _f64(a: npt.ArrayLike) -> FloatArray:
     return np.asarray(a, dtype=np.float64)
 
 
 def _calibration_figure(data: ReportData) -> Figure:
-    fig = _new_figure(7.5, 7.5)
+    fig = new_figure(7.5, 7.5)
     ax, ax_hist = fig.subplots(2, 1, sharex=True, height_ratios=(3, 1))
     y_oof, y_ho = _f64(data.y_oof), _f64(data.y_holdout)
     series = [
@@ -182,10 +156,10 @@ def _calibration_figure(data: ReportData) -> Figure:
     ]
     series = [s for s in series if len(s[1]) > 0]
     ax.set_title(f"Reliability by {N_BUCKETS} quantile buckets", fontsize=13)
-    fig.suptitle(_tex_safe(data.title), fontsize=10, color="#444444")
+    fig.suptitle(tex_safe(data.title), fontsize=10, color="#444444")
     if not series:
-        _no_data(ax, "no predictions")
-        _no_data(ax_hist, "")
+        no_data(ax, "no predictions")
+        no_data(ax_hist, "")
         return fig
     points: list[FloatArray] = []
     for label, y, p, color, marker in series:
@@ -221,10 +195,10 @@ def _calibration_figure(data: ReportData) -> Figure:
 
 
 def _pr_figure(data: ReportData) -> Figure:
-    fig = _new_figure(7.5, 6.0)
+    fig = new_figure(7.5, 6.0)
     ax = fig.subplots()
     ax.set_title("Precision-recall", fontsize=13)
-    fig.suptitle(_tex_safe(data.title), fontsize=10, color="#444444")
+    fig.suptitle(tex_safe(data.title), fontsize=10, color="#444444")
     y_oof, y_ho = _f64(data.y_oof), _f64(data.y_holdout)
     curves = [
         ("model, calibrated OOF", y_oof, _f64(data.p_oof), _COLORS["model"], "-"),
@@ -255,7 +229,7 @@ def _pr_figure(data: ReportData) -> Figure:
             ax.axhline(rate, color=color, linestyle=":", linewidth=1.2, label=f"{label} ({_fmt(rate)})")
             drawn = True
     if not drawn:
-        _no_data(ax, "no labelled predictions")
+        no_data(ax, "no labelled predictions")
         return fig
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1.02)
@@ -285,13 +259,13 @@ def _top_importance(gain: npt.ArrayLike, top: int) -> list[tuple[int, float]]:
 
 def _importance_figure(data: ReportData) -> Figure:
     shares = importance_shares(data.feature_names, data.importance_gain)
-    fig = _new_figure(8.0, max(3.0, 1.2 + 0.3 * len(shares)))
+    fig = new_figure(8.0, max(3.0, 1.2 + 0.3 * len(shares)))
     ax = fig.subplots()
     ax.set_title(f"Gain importance, top {min(TOP_FEATURES, len(data.feature_names))} (share of total gain)")
     if not shares:
-        _no_data(ax, "no importance available")
+        no_data(ax, "no importance available")
         return fig
-    names = [_tex_safe(n) for n, _ in shares][::-1]  # largest at the top
+    names = [tex_safe(n) for n, _ in shares][::-1]  # largest at the top
     values = [v for _, v in shares][::-1]
     bars = ax.barh(range(len(values)), values, color=_COLORS["model"])
     ax.set_yticks(range(len(values)), names, fontsize=9)
@@ -313,12 +287,12 @@ def _fold_metric(rows: Sequence[FoldRow], key: str, baseline: bool = False) -> F
 
 def _folds_figure(data: ReportData) -> Figure:
     rows = list(data.folds)
-    fig = _new_figure(max(8.0, 2.0 + 0.55 * len(rows)), 7.0)
+    fig = new_figure(max(8.0, 2.0 + 0.55 * len(rows)), 7.0)
     ax_pr, ax_roc = fig.subplots(2, 1, sharex=True)
     fig.suptitle("Walk-forward folds: model vs logistic baseline", fontsize=13)
     if not rows:
-        _no_data(ax_pr, "no folds")
-        _no_data(ax_roc, "")
+        no_data(ax_pr, "no folds")
+        no_data(ax_roc, "")
         return fig
     x = np.arange(len(rows), dtype=np.float64)
     width = 0.38
@@ -350,7 +324,7 @@ def _folds_figure(data: ReportData) -> Figure:
         ax.set_ylim(0, 1)
         ax.grid(True, axis="y", alpha=0.3)
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9)
-    labels = [f"{r.fold}\n{_iso_ns(r.test_start_ns)[:10]}" for r in rows]
+    labels = [f"{r.fold}\n{iso_ns(r.test_start_ns)[:10]}" for r in rows]
     ax_roc.set_xticks(x, labels, fontsize=8, rotation=0 if len(rows) <= 12 else 90)
     ax_roc.set_xlabel("fold (test start, UTC)", fontsize=11)
     return fig
@@ -380,12 +354,12 @@ def _trials(data: ReportData) -> _Trials:
 
 
 def _search_figure(data: ReportData) -> Figure:
-    fig = _new_figure(8.0, 5.0)
+    fig = new_figure(8.0, 5.0)
     ax = fig.subplots()
     ax.set_title(f"Hyper-parameter search: objective J by trial ({data.objective_direction})", fontsize=13)
     trials = _trials(data)
     if trials.best < 0:
-        _no_data(ax, "no trials" if not trials.rows else "no finite objective")
+        no_data(ax, "no trials" if not trials.rows else "no finite objective")
         return fig
     ok = np.isfinite(trials.objective)
     ax.scatter(trials.trial_numbers[ok], trials.objective[ok], s=22, color=_COLORS["model"], alpha=0.7, label="trial")
@@ -449,13 +423,6 @@ def _fmt(value: Any, digits: int = 4) -> str:
     return json.dumps(value, default=str, ensure_ascii=False, sort_keys=True)
 
 
-def _iso_ns(ns: int) -> str:
-    """UTC ISO-8601 of ns since the epoch: seconds, with the fraction only when there is one."""
-    seconds, rem = divmod(int(ns), 1_000_000_000)
-    text = datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    return f"{text}.{rem:09d}".rstrip("0") + "Z" if rem else text + "Z"
-
-
 def _e(value: Any) -> str:
     return html.escape(_fmt(value), quote=True)
 
@@ -463,17 +430,6 @@ def _e(value: Any) -> str:
 def _tag(name: str, content: str, cls: str | None = None) -> str:
     attr = f' class="{html.escape(cls)}"' if cls else ""
     return f"<{name}{attr}>{content}</{name}>"
-
-
-def _table(header: Sequence[str], rows: Iterable[Sequence[str]], row_classes: Sequence[str | None] = ()) -> str:
-    """An HTML table; header cells are escaped here, body cells must already be HTML."""
-    head = "<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>"
-    body = []
-    for i, row in enumerate(rows):
-        cls = row_classes[i] if i < len(row_classes) else None
-        attr = f' class="{html.escape(cls)}"' if cls else ""
-        body.append(f"<tr{attr}>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>\n")
-    return f"<table>\n<thead>{head}</thead>\n<tbody>\n{''.join(body)}</tbody>\n</table>\n"
 
 
 def _union_keys(mappings: Iterable[Mapping[str, Any]], skip: Iterable[str] = ()) -> list[str]:
@@ -495,7 +451,7 @@ def _summary_html(data: ReportData) -> str:
         for section in data.summary.values():
             cells.append(_e(section[name]) if name in section else "")
         rows.append(cells)
-    return _table(["metric", *sections], rows)
+    return html_table(["metric", *sections], rows)
 
 
 def _importance_html(data: ReportData) -> str:
@@ -507,7 +463,7 @@ def _importance_html(data: ReportData) -> str:
         [str(rank), html.escape(str(data.feature_names[i])), html.escape(f"{share:.1%}"), _e(gain[i])]
         for rank, (i, share) in enumerate(top, start=1)
     ]
-    return _table(["#", "feature", "share of gain", "gain"], rows)
+    return html_table(["#", "feature", "share of gain", "gain"], rows)
 
 
 def _folds_html(data: ReportData) -> str:
@@ -525,7 +481,7 @@ def _folds_html(data: ReportData) -> str:
     for f in data.folds:
         cells = [
             _e(f.fold),
-            *(_e(_iso_ns(t)) for t in (f.train_start_ns, f.train_end_ns, f.test_start_ns, f.test_end_ns)),
+            *(_e(iso_ns(t)) for t in (f.train_start_ns, f.train_end_ns, f.test_start_ns, f.test_end_ns)),
         ]
         cells += [html.escape(f"{int(f.n_train):,}"), html.escape(f"{int(f.n_test):,}")]
         if "base_rate" in keys:
@@ -533,7 +489,7 @@ def _folds_html(data: ReportData) -> str:
         for k in model_keys:
             cells += [_e(f.metrics.get(k)), _e(f.baseline_metrics.get(k))]
         rows.append(cells)
-    return _table(header, rows)
+    return html_table(header, rows)
 
 
 def _search_html(data: ReportData) -> str:
@@ -554,7 +510,7 @@ def _search_html(data: ReportData) -> str:
         rows.append(cells)
         classes.append("best" if i == trials.best else None)
     note = f"<p>{len(trials.rows)} trial(s); the objective is {html.escape(data.objective_direction)}d.</p>"
-    return note + _table(header, rows, classes)
+    return note + html_table(header, rows, classes)
 
 
 def _contributions_html(data: ReportData) -> str:
@@ -568,7 +524,7 @@ def _contributions_html(data: ReportData) -> str:
             cls = "pos" if x > 0 else "neg" if x < 0 else ""
             text = f"{x:+.4g}" if math.isfinite(x) else _fmt(value)
             rows.append([html.escape(str(name)), f'<span class="{cls}">{html.escape(text)}</span>'])
-        parts.append(f'<div class="example"><h3>Example {i}</h3>{_table(["feature", "contribution"], rows)}</div>')
+        parts.append(f'<div class="example"><h3>Example {i}</h3>{html_table(["feature", "contribution"], rows)}</div>')
     return '<div class="examples">' + "".join(parts) + "</div>"
 
 
@@ -576,26 +532,6 @@ def _lineage_html(data: ReportData) -> str:
     text = json.dumps(data.lineage, indent=2, default=str, ensure_ascii=False)
     return f"<pre>{html.escape(text)}</pre>"
 
-
-_CSS = """
-body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em auto; max-width: 1200px;
-       padding: 0 1em; color: #222; line-height: 1.4; }
-h1 { font-size: 1.5em; margin-bottom: 0.2em; }
-h2 { font-size: 1.2em; margin-top: 1.8em; border-bottom: 1px solid #ddd; padding-bottom: 0.2em; }
-h3 { font-size: 1em; margin: 0.5em 0; }
-.muted, .generated { color: #777; }
-table { border-collapse: collapse; margin: 0.5em 0; font-size: 0.85em; font-variant-numeric: tabular-nums; }
-th, td { border: 1px solid #ddd; padding: 0.25em 0.6em; text-align: right; white-space: nowrap; }
-th { background: #f4f4f4; }
-td:first-child, th:first-child { text-align: left; }
-tr.best { background: #fff6d5; font-weight: bold; }
-.scroll { overflow-x: auto; }
-.pos { color: #1a7f37; } .neg { color: #c62828; }
-figure { margin: 1em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
-figcaption { color: #555; font-size: 0.9em; }
-.examples { display: flex; flex-wrap: wrap; gap: 1.5em; }
-pre { background: #f7f7f7; padding: 1em; overflow-x: auto; font-size: 0.85em; }
-"""
 
 _FIGURES = (
     (
@@ -648,6 +584,6 @@ def render_html(data: ReportData) -> str:
     return (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-        f"<title>{title}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
+        f"<title>{title}</title>\n<style>{CSS}</style>\n</head>\n<body>\n"
         f'<h1>{title}</h1>\n<p class="generated">{html.escape(generated)}</p>\n{body}\n</body>\n</html>\n'
     )
