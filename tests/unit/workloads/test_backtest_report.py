@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pytest
-from matplotlib.image import imread
 
+from tests.unit.workloads.report_checks import PNG_MAGIC, assert_pngs
 from tradeplane.engine import events as E  # noqa: N812 (short names keep the tapes readable)
 from tradeplane.engine.sim import contracts
 from tradeplane.engine.sim import orders as O  # noqa: N812
@@ -38,7 +38,6 @@ from tradeplane.engine.sim.portfolio import EquityCurve, Portfolio, new_account,
 from tradeplane.engine.sim.result import MARK_DTYPE, PARENT_DTYPE, BacktestResult
 from tradeplane.workloads.backtest.report import PLOTS, TABLE_ROWS, write_report
 
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 S = 1_000_000_000
 T0 = 1_717_200_000 * S  # 2024-06-01T00:00:00Z
 TICK = 0.1
@@ -243,17 +242,7 @@ def _body_rows(section: str) -> list[str]:
 
 
 def _assert_pngs(paths: dict[str, Path]) -> None:
-    for key in PLOTS:
-        path = paths[key]
-        assert path.name == f"{key}.png"
-        data = path.read_bytes()
-        assert data[:8] == PNG_MAGIC and len(data) > 1000, key
-        assert b"Matplotlib version" not in data, key
-        image = imread(path)
-        height, width = image.shape[:2]
-        assert image.ndim == 3 and image.shape[2] in (3, 4)
-        assert 300 <= height <= 3000 and 600 <= width <= 3000, (key, image.shape)
-        assert image[..., :3].std() > 0.02, key  # something is drawn, not a blank canvas
+    assert_pngs(paths, PLOTS, min_height=300, min_width=600, min_std=0.02)
 
 
 def _money(x: float) -> str:

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from matplotlib.image import imread
 
+from tests.unit.workloads.report_checks import assert_pngs
 from tradeplane.engine import metrics
 from tradeplane.workloads.training.report import (
     PLOTS,
@@ -23,7 +23,6 @@ from tradeplane.workloads.training.report import (
     write_report,
 )
 
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 DAY_NS = 86_400 * 10**9
 T0_NS = 1_717_200_000 * 10**9  # 2024-06-01T00:00:00Z
 
@@ -97,15 +96,7 @@ def _body_rows(section: str) -> list[str]:
 
 
 def _assert_pngs(paths: dict[str, Path]) -> None:
-    for key in PLOTS:
-        path = paths[key]
-        assert path.name == f"{key}.png"
-        assert path.read_bytes()[:8] == PNG_MAGIC
-        image = imread(path)
-        height, width = image.shape[:2]
-        assert image.ndim == 3 and image.shape[2] in (3, 4)
-        assert 250 <= height <= 3000 and 500 <= width <= 3000, (key, image.shape)
-        assert image[..., :3].std() > 0.05, key  # something is drawn, not a blank canvas
+    assert_pngs(paths, PLOTS, min_height=250, min_width=500, min_std=0.05)
 
 
 def test_write_report_writes_five_decodable_pngs_and_the_html(tmp_path: Path) -> None:
