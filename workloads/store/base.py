@@ -1,0 +1,61 @@
+"""The store interface every adapter implements: embedded chDB now (:mod:`.chdb_store`), a ClickHouse
+server in issue 7.
+
+Columnar on both sides, because the runtime produces rows in batches (:class:`~.writer.TableWriter`) and
+the reports read whole columns: ``insert`` takes ``{column: array or list}`` and ``query`` returns
+``{column: numpy array}``. Types follow the DDL in ``sql/local``: ``DateTime64`` columns accept int64
+nanoseconds or ``datetime64[ns]`` and come back as ``datetime64[ns]`` (``.view("int64")`` gives ns);
+strings come back as object arrays of ``str``, ``Array(...)`` columns as object arrays of tuples.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+Column = npt.NDArray[Any] | Sequence[Any]
+"""One column to insert: a 1-D numpy array or a sequence of Python values (for Array columns, a sequence
+of sequences)."""
+Columns = dict[str, npt.NDArray[Any]]
+"""A query result: column name → 1-D numpy array, in the result's column order."""
+
+
+class StoreError(RuntimeError):
+    """A store operation failed; the message names the table (and the column when one is at fault)."""
+
+
+class StoreLockedError(StoreError):
+    """The store's data path is already open (in another process, or another path in this process)."""
+
+
+class Store(Protocol):
+    """What the runtime needs from a store."""
+
+    def migrate(self) -> list[str]:
+        """Apply the ``sql/local`` migrations not applied yet, in order; returns their versions (``[]`` when
+        the store is up to date)."""
+
+    def execute(self, sql: str) -> None:
+        """Run one statement that returns no rows (DDL, ``INSERT ... SELECT``)."""
+
+    def insert(self, table: str, columns: Mapping[str, Column]) -> int:
+        """Insert equal-length columns into ``table``; returns the number of rows. Columns with a DEFAULT in
+        the DDL may be left out; any other missing or unknown column is a :class:`StoreError`."""
+
+    def query(self, sql: str) -> Columns:
+        """Run a query and return its columns (``{}`` for a statement without a result)."""
+
+    def close(self) -> None:
+        """Release the store (idempotent)."""
+
+
+def rows_of(columns: Columns) -> list[dict[str, Any]]:
+    """A query result as a list of row dicts with Python scalars (for small results: tests, reports)."""
+    names = list(columns)
+    if not names:
+        return []
+    lists = [np.asarray(columns[n]).tolist() for n in names]
+    return [dict(zip(names, row, strict=True)) for row in zip(*lists, strict=True)]
