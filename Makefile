@@ -26,8 +26,8 @@ crds: setup  ## regenerate crds/*.yaml and docs/crds.md from the API types
 bench: setup  ## run every benchmark program; results go to benchmarks/results/
 	@set -e; for b in benchmarks/bench_*.py; do OMP_NUM_THREADS=1 $(VENV)/bin/python $$b; done
 
-demo: setup  ## the main job (today: validate the example desk; the local runner arrives with the runtime)
-	@bash scripts/demo.sh
+demo: setup  ## the main job: train two models, run the example desk locally, write the run report (ARGS=...)
+	@bash scripts/demo.sh $(ARGS)
 
 clean:  ## remove local state and caches (keeps the virtualenv)
 	rm -rf .tradeplane .typecheck .mypy_cache .ruff_cache

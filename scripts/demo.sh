@@ -1,11 +1,9 @@
 #!/usr/bin/env bash
-# The main job. Until the local runner lands, the demo shows the platform's contract end to end offline:
-# the example desk is validated against the v1alpha1 types (the same rules the API server enforces).
+# The main job: the whole platform on this machine. Trains a baseline and a candidate model with the research
+# pipeline on a synthetic market, runs the example desk (examples/) locally with the candidate in shadow —
+# paper venue, in-process bus, embedded chDB under .tradeplane/ — and writes the run report.
 source "$(dirname "$0")/lib.sh"
 cd "$REPO_ROOT"
+export OMP_NUM_THREADS=1
 "$VENV/bin/tradeplane" validate examples/*.yaml
-cat <<'MSG'
-
-The example desk is valid: one RiskBudget, two ModelVersions (stable + canary candidate), two Strategies.
-Next: `kubectl apply -f crds/ && kubectl apply -f examples/` on a cluster, then `kubectl get tradeplane`.
-MSG
+"$VENV/bin/tradeplane" demo "$@"

@@ -445,6 +445,12 @@ class ExecutionDesk:
         """Parents not finished yet."""
         return len(self._working)
 
+    def parent_state(self, parent_id: int) -> tuple[int, float, float, float, float]:
+        """(status, filled, vwap, fees, maker_qty) of one parent: cheap, for callers that track a few working
+        parents and book their fills as deltas (a copy of :attr:`parents` per call would grow with the run)."""
+        p = self._parents[parent_id - 1]
+        return int(p["status"]), float(p["filled"]), float(p["vwap"]), float(p["fees"]), float(p["maker_qty"])
+
     def child_parent(self, order_id: int) -> int | None:
         """The parent id of a live child order (None for orders the desk did not send or already settled)."""
         c = self._children.get(order_id)

@@ -15,6 +15,7 @@ from .backtest_cmd import backtest
 from .config_cmd import config_app
 from .crds_cmd import crds
 from .replay_cmd import replay
+from .run_cmd import demo, run
 from .train_cmd import train
 from .validate_cmd import validate
 
@@ -31,6 +32,8 @@ app.command("validate")(validate)
 app.command("replay")(replay)
 app.command("train")(train)
 app.command("backtest")(backtest)
+app.command("run")(run)
+app.command("demo")(demo)
 app.add_typer(config_app, name="config")
 
 

@@ -1,0 +1,373 @@
+"""The desk runtime: every strategy of a set of manifests, their risk budgets, and the executors, driven
+micro-batch by micro-batch by the simulator's runner (a backtest) or by the local runner (paper trading).
+
+Why one object implements the backtester's Strategy protocol: the local run and the backtest then execute
+literally the same code on the same batches, which is what makes backtest–live parity a property of the
+design rather than of discipline (``tests/integration/test_local_parity.py`` checks it on a real capture).
+
+Per batch, in this order (each step sees what the previous one produced):
+
+1. market view: book tops, book features, closed bars and their features (one feature engine for the desk);
+2. executions: fills and final states of the parents the strategies sent, as deltas of the executors'
+   parent records, into the trade books and the risk budgets;
+3. risk: marks, breaker inputs and the continuous checks; a halt cancels working orders at once and, with
+   the flatten policy, closes positions;
+4. per strategy on its decision tick: position management of open trades, then one decision per symbol
+   (features → model router → gates → rules → sizing → utility → cooldown → intent), the pre-trade risk
+   check, and the entry through the strategy's execution policy;
+5. equity sampling; then the outbox is handed to ``on_drain`` (the edges publish it).
+
+No I/O happens here; the clock for decision latency is injected (0 in tests and backtests, so a replay is
+bit-for-bit identical; ``time.perf_counter_ns`` in the local runner).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import partial
+
+import numpy as np
+
+from ..decision.pipeline import decide
+from ..decision.types import LONG, Intent, MarketState
+from ..risk.engine import OrderRequest, RiskEngine
+from ..sim.executors import PARENT_CANCELED, PARENT_FILLED, PARENT_PARTIAL, PARENT_STATUS_NAMES, PARENT_WORKING
+from ..sim.portfolio import equity as symbol_equity
+from ..sim.runner import Context, MarketBatch
+from ..trading.ids import ADD_LEGS, EXIT, PARTIAL, client_order_id
+from ..trading.lifecycle import Trade, TradeState
+from ..trading.management import ADD_ON, CLOSE, MOVE_STOP, PARTIAL_CLOSE, ManagementAction, apply_action, manage
+from .instruments import Instrument
+from .market import MarketView, clock_for
+from .outbox import Outbox
+from .strategy import StrategyRuntime
+
+_NS_PER_S = 1_000_000_000
+_NS_PER_MS = 1_000_000
+#: executor parent status → the venue's order status the store and the trade book speak
+_VENUE_STATUS = {PARENT_FILLED: "FILLED", PARENT_PARTIAL: "EXPIRED", PARENT_CANCELED: "CANCELED"}
+_STATUS_OF = {v: k for k, v in _VENUE_STATUS.items()}
+
+
+def _no_clock() -> int:
+    return 0
+
+
+@dataclass
+class _Parent:
+    """A parent order the desk sent for a strategy, and what of it has been booked already."""
+
+    strategy: StrategyRuntime
+    instrument: Instrument
+    intent_id: str
+    leg: str
+    coid: str
+    side: int
+    qty: float
+    reduce_only: bool
+    style: str
+    send_ts: int
+    filled: float = 0.0
+    maker: float = 0.0  #: Σ maker qty booked
+    fills: int = 0
+    cost: float = 0.0  #: Σ qty·px booked
+    fees: float = 0.0
+
+
+class DeskRuntime:
+    """See the module docstring. ``budgets`` maps RiskBudget names to their engines."""
+
+    def __init__(
+        self,
+        strategies: Sequence[StrategyRuntime],
+        budgets: Mapping[str, RiskEngine],
+        instruments: Sequence[Instrument],
+        *,
+        clock: Callable[[], int] = _no_clock,
+        equity_every_ms: int = 1_000,
+        on_drain: Callable[[Outbox], None] | None = None,
+    ) -> None:
+        missing = sorted({s.budget for s in strategies} - set(budgets))
+        if missing:
+            raise ValueError(f"strategies reference RiskBudgets that do not exist: {missing}")
+        self.strategies = list(strategies)
+        self.budgets = dict(budgets)
+        self.instruments = list(instruments)
+        clocks = {}
+        for s in self.strategies:
+            f = s.spec.features
+            c = clock_for(str(f.clock), f.bar_ms, f.volume_bucket_usdt)
+            clocks[c.name] = c
+        self.view = MarketView(len(self.instruments), clocks)
+        self.clock = clock
+        self.outbox = Outbox()
+        self.on_drain = on_drain
+        self._parents: dict[int, _Parent] = {}
+        self._equity_ns = equity_every_ms * _NS_PER_MS
+        self._next_equity = 0
+        self._marks: list[tuple[int, str, float]] = []
+        self._peak = 0.0
+        self.decisions = 0
+        self.batches = 0
+        self.now = 0  #: local time of the last batch
+
+    # --- the backtester's Strategy protocol -----------------------------------------------------------------
+    def on_batch(self, ctx: Context, batch: MarketBatch) -> None:
+        now = batch.now
+        self.now = now
+        self.batches += 1
+        self.view.update(batch.events, batch.tops)
+        self._book_executions(ctx, now)
+        self._watch_risk(ctx, now)
+        for s in self.strategies:
+            if now < s.next_tick:
+                continue
+            s.next_tick = now - now % s.tick_ns + s.tick_ns
+            self._manage(ctx, s, now)
+            self._decide(ctx, s, now)
+        if now >= self._next_equity:
+            self._sample_equity(ctx, now)
+            self._next_equity = now - now % self._equity_ns + self._equity_ns
+        if self.on_drain is not None:
+            self.on_drain(self.outbox.drain())
+
+    # --- executions -----------------------------------------------------------------------------------------
+    def _book_executions(self, ctx: Context, now: int) -> None:
+        """Fills and finals of our parents, booked as deltas of the executors' parent records."""
+        done: list[int] = []
+        for pid, p in self._parents.items():
+            status, filled, vwap, fees, maker = ctx.desk.parent_state(pid)
+            if filled > p.filled + 1e-12:
+                cost = filled * vwap
+                qty, px, fee = filled - p.filled, (cost - p.cost) / (filled - p.filled), fees - p.fees
+                liquidity = "maker" if maker > p.maker + 1e-12 else "taker"
+                p.filled, p.cost, p.fees, p.maker = filled, cost, fees, maker
+                p.fills += 1
+                self._on_fill(p, pid, qty, px, fee, liquidity, now)
+            if status != PARENT_WORKING:
+                done.append(pid)
+                self._on_final(p, status, now)
+        for pid in done:
+            p = self._parents.pop(pid)
+            p.strategy.parents.pop(pid, None)
+
+    def _on_fill(self, p: _Parent, pid: int, qty: float, px: float, fee: float, liquidity: str, now: int) -> None:
+        s, inst = p.strategy, p.instrument
+        trade = s.trades.on_fill(p.coid, qty, px, fee, now)
+        risk = self.budgets[s.budget]
+        risk.on_fill(s.name, inst.venue, inst.symbol, p.side, qty, px, fee, now, leverage=s.config.sizing.leverage)
+        self.outbox.fills.append({
+            "strategy": s.name, "symbol": inst.symbol, "ts": now, "venue": inst.venue, "side": p.side,
+            "qty": qty, "price": px, "fee": fee, "liquidity": liquidity, "client_order_id": p.coid,
+            "trade_id": f"{pid}-{p.fills}", "exchange_ts": now, "ingest_ts": now,
+        })  # fmt: skip
+        if trade is not None:
+            self._record_position(s, trade, now)
+            if trade.state is TradeState.CLOSED:
+                risk.on_trade_closed(s.name, trade.realized_pnl_usdt, now)
+
+    def _on_final(self, p: _Parent, status: int, now: int) -> None:
+        s, inst = p.strategy, p.instrument
+        venue_status = _VENUE_STATUS[status]
+        trade = s.trades.on_order_final(p.coid, venue_status, now)
+        self.budgets[s.budget].order_done(s.name, inst.venue, inst.symbol, p.coid, now)
+        self.outbox.orders.append(self._order_row(p, now, venue_status))
+        if trade is not None:
+            self._record_position(s, trade, now)
+
+    def _order_row(self, p: _Parent, now: int, status: str) -> dict[str, object]:
+        return {"strategy": p.strategy.name, "symbol": p.instrument.symbol, "ts": now, "client_order_id": p.coid,
+                "intent_id": p.intent_id, "venue": p.instrument.venue, "side": p.side, "qty": p.qty,
+                "price": math.nan, "type": p.style.upper(), "status": status, "filled_qty": p.filled,
+                "send_ts": p.send_ts, "ack_ts": p.send_ts if status != "NEW" else 0,
+                "reason": "" if status in ("NEW", "FILLED") else PARENT_STATUS_NAMES[_STATUS_OF[status]]}  # fmt: skip
+
+    def _record_position(self, s: StrategyRuntime, trade: Trade, now: int) -> None:
+        t = self.view.tops[next(i.id for i in s.instruments if i.symbol == trade.symbol)]
+        mark = 0.5 * (t.bid + t.ask)
+        qty = trade.side * trade.filled_qty
+        unrealized = qty * (mark - trade.avg_entry) if qty and math.isfinite(trade.avg_entry) else 0.0
+        self.outbox.positions.append({
+            "strategy": s.name, "symbol": trade.symbol, "ts": now, "venue": trade.venue,
+            "intent_id": trade.intent_id, "qty": qty, "avg_entry": trade.avg_entry,
+            "realized": trade.realized_pnl_usdt, "unrealized": unrealized,
+            "state": str(trade.state),
+        })  # fmt: skip
+
+    # --- orders ----------------------------------------------------------------------------------------------
+    def _send(self, ctx: Context, s: StrategyRuntime, inst: Instrument, intent_id: str, leg: str, side: int,
+              qty: float, now: int, *, reduce_only: bool, style: str,
+              record: Callable[[], object] | None = None) -> bool:  # fmt: skip
+        """Pre-trade risk check, then hand the parent to the executors; False (and a rejection) if refused.
+
+        ``record`` runs between the check and the send: the trade book notes the action (a partial, an
+        add-on, a close) only once the order will really go out, so a refused one is retried next tick.
+        """
+        bid, ask = ctx.touch(inst.id)
+        mid = 0.5 * (bid + ask)
+        if not (math.isfinite(mid) and mid > 0 and qty >= inst.step_size):
+            return False
+        req = OrderRequest(strategy=s.name, venue=inst.venue, symbol=inst.symbol, side=side, qty=qty, price=mid,
+                           reduce_only=reduce_only, is_entry=leg == "entry", leverage=s.config.sizing.leverage,
+                           ts=now)  # fmt: skip
+        risk = self.budgets[s.budget]
+        rejection = risk.check_order(req)
+        if rejection is not None:
+            self.outbox.rejections.append({"strategy": s.name, "symbol": inst.symbol, "ts": now, "stage": "risk",
+                                           "reason": rejection.reason, "detail": rejection.detail,
+                                           "signal_id": "", "intent_id": intent_id})  # fmt: skip
+            return False
+        if record is not None:
+            record()
+        pid = ctx.execute(inst.id, side, qty, style, twap=s.twap(qty * mid) if style == "twap" else None)
+        coid = client_order_id(intent_id, leg)
+        risk.record_order(req, key=coid)
+        p = _Parent(s, inst, intent_id, leg, coid, side, qty, reduce_only, style, now)
+        self._parents[pid] = p
+        s.parents[pid] = coid
+        self.outbox.orders.append(self._order_row(p, now, "NEW"))
+        return True
+
+    # --- risk -------------------------------------------------------------------------------------------------
+    def _watch_risk(self, ctx: Context, now: int) -> None:
+        for inst in self.instruments:
+            t = self.view.tops[inst.id]
+            if t.synced and math.isfinite(t.bid) and math.isfinite(t.ask):
+                mid = 0.5 * (t.bid + t.ask)
+                for risk in self.budgets.values():
+                    risk.on_mark(inst.venue, inst.symbol, mid, now)
+        for name, risk in self.budgets.items():
+            risk.observe(now, ingest_lag_ms=self.view.ingest_lag_ms, gap_ratio_pct=self.view.gap_ratio_pct())
+            actions = risk.evaluate(now)
+            for tr in actions.transitions:
+                self.outbox.risk_events.append({"budget": name, "ts": tr.ts, "from_phase": tr.from_phase,
+                                                "to_phase": tr.to_phase, "reason": tr.reason,
+                                                "detail": tr.detail})  # fmt: skip
+            charged = [s for s in self.strategies if s.budget == name]
+            if actions.cancel_all:
+                for s in charged:
+                    for pid, p in list(self._parents.items()):
+                        if p.strategy is s and not p.reduce_only:
+                            ctx.cancel_parent(pid)
+            for venue, symbol, qty in actions.flatten:
+                self._flatten(ctx, charged, venue, symbol, qty, now)
+
+    def _flatten(self, ctx: Context, charged: list[StrategyRuntime], venue: str, symbol: str, qty: float,
+                 now: int) -> None:  # fmt: skip
+        for s in charged:
+            for trade in s.trades.open_trades():
+                if trade.venue != venue or trade.symbol != symbol or trade.state is not TradeState.ACTIVE:
+                    continue
+                inst = next(i for i in s.instruments if i.symbol == symbol)
+                self._send(ctx, s, inst, trade.intent_id, "flatten", -trade.side, trade.filled_qty, now,
+                           reduce_only=True, style="immediate",
+                           record=partial(s.trades.request_close, trade.intent_id, "flatten", now))  # fmt: skip
+
+    # --- decisions ---------------------------------------------------------------------------------------------
+    def _state(self, s: StrategyRuntime, inst: Instrument, now: int) -> MarketState:
+        t = self.view.tops[inst.id]
+        feats = self.view.bars[s.clock][inst.id]
+        atr = feats.get("atr", math.nan)
+        cfg = s.config
+        bar_s = s.spec.features.bar_ms / 1000.0
+        # the bar ATR scaled to the holding horizon (√time): a stop sized on one-second bars would sit inside
+        # the noise of a minute-long trade
+        atr_h = atr * math.sqrt(max(cfg.horizon_s / bar_s, 1.0)) if math.isfinite(atr) else math.nan
+        fresh = now - t.ingest_ts <= 5 * _NS_PER_S
+        return MarketState(
+            symbol=inst.symbol, venue=inst.venue, exchange_ts=t.exchange_ts, ingest_ts=t.ingest_ts,
+            bid=t.bid, ask=t.ask, bid_qty=t.bid_qty, ask_qty=t.ask_qty, tick_size=inst.tick_size,
+            step_size=inst.step_size, min_qty=inst.min_qty, min_notional=inst.min_notional,
+            next_funding_rate=self.view.funding[inst.id] if inst.futures else math.nan,
+            data_ok=t.synced and not t.crossed and not t.degraded and fresh, atr=atr_h,
+        )  # fmt: skip
+
+    def _decide(self, ctx: Context, s: StrategyRuntime, now: int) -> None:
+        risk = self.budgets[s.budget]
+        for inst in s.instruments:
+            t = self.view.tops[inst.id]
+            if t.ingest_ts == 0:  # no book yet: nothing to decide on
+                continue
+            feats = self.view.features(s.clock, inst.id)
+            model_ok = s.router is not None and bool(feats) and math.isfinite(feats.get("rv", math.nan))
+            cfg = s.holder.current  # the snapshot: a hot swap during this call applies to the next tick
+            signal, intent = decide(cfg, self._state(s, inst, now), feats, s.router, s.cooldowns, now=now,
+                                    risk_headroom=risk.headroom(s.name, inst.venue, inst.symbol),
+                                    model_ok=model_ok, clock=self.clock)  # fmt: skip
+            self.decisions += 1
+            self.outbox.signals.append(signal)
+            risk.observe(now, decision_latency_ns=signal.latency_ns)
+            if signal.reason:
+                self.outbox.rejections.append({"strategy": s.name, "symbol": inst.symbol, "ts": now,
+                                               "stage": "decision", "reason": signal.reason,
+                                               "detail": signal.reason_detail, "signal_id": signal.id,
+                                               "intent_id": ""})  # fmt: skip
+            if intent is not None:
+                self._enter(ctx, s, inst, intent, now)
+
+    def _enter(self, ctx: Context, s: StrategyRuntime, inst: Instrument, intent: Intent, now: int) -> None:
+        if s.trades.trade(intent.intent_id) is not None:
+            return  # a replayed intent: its orders exist already (client_order_id is derived from it)
+        side = 1 if intent.side == LONG else -1
+        if self._send(ctx, s, inst, intent.intent_id, "entry", side, intent.qty, now, reduce_only=False,
+                      style=s.style, record=lambda: s.trades.open(intent, now)):  # fmt: skip
+            self.outbox.intents.append(intent)
+
+    # --- position management ------------------------------------------------------------------------------------
+    def _manage(self, ctx: Context, s: StrategyRuntime, now: int) -> None:
+        for trade in list(s.trades.open_trades()):
+            if trade.state is not TradeState.ACTIVE:
+                continue
+            inst = next(i for i in s.instruments if i.symbol == trade.symbol)
+            t = self.view.tops[inst.id]
+            if not (t.synced and math.isfinite(t.bid) and math.isfinite(t.ask)):
+                continue
+            mark = 0.5 * (t.bid + t.ask)
+            actions = manage(trade, mark, s.management, now, tick_size=inst.tick_size, step_size=inst.step_size)
+            if not actions and now - trade.opened_ts >= s.config.horizon_s * _NS_PER_S:
+                # the prediction was for the horizon H: a trade that reached neither stop nor target is closed
+                actions = [ManagementAction(CLOSE, trade.intent_id, trade.filled_qty, mark, "horizon", EXIT)]
+            for action in actions:
+                self._act(ctx, s, inst, trade, action, now)
+                if trade.state is not TradeState.ACTIVE:
+                    break
+
+    def _act(self, ctx: Context, s: StrategyRuntime, inst: Instrument, trade: Trade, action: ManagementAction,
+             now: int) -> None:  # fmt: skip
+        """Carry out one management action; exits are reduce-only market orders (they must not wait)."""
+        book = s.trades
+        if action.kind == MOVE_STOP:  # the stop lives in the trade book; the desk checks it every tick
+            apply_action(book, action, now)
+            return
+        opening = action.kind == ADD_ON
+        qty = trade.filled_qty if action.kind == CLOSE else action.qty
+        leg = {CLOSE: EXIT, PARTIAL_CLOSE: PARTIAL}.get(action.kind) or ADD_LEGS[min(trade.add_ons, 1)]
+        self._send(ctx, s, inst, trade.intent_id, leg, trade.side if opening else -trade.side, qty, now,
+                   reduce_only=not opening, style=s.style if opening else "immediate",
+                   record=lambda: apply_action(book, action, now))  # fmt: skip
+
+    # --- equity ------------------------------------------------------------------------------------------------
+    def _sample_equity(self, ctx: Context, now: int) -> None:
+        """Account equity at the marks (one row per ``equity_every_ms``) and the marks themselves."""
+        acct = ctx.portfolio.acct
+        total = 0.0
+        for inst in self.instruments:
+            t = self.view.tops[inst.id]
+            valid = math.isfinite(t.bid) and math.isfinite(t.ask)
+            mark = 0.5 * (t.bid + t.ask) if valid else 0.0
+            total += float(symbol_equity(acct, inst.id, mark))
+            if valid:
+                self._marks.append((now, inst.key, mark))
+        self._peak = max(self._peak, total)
+        self.outbox.equity.append({
+            "budget": "", "strategy": "", "ts": now, "equity": total, "realized": float(acct["realized"].sum()),
+            "unrealized": total - float(acct["balance"].sum()), "fees": float(acct["fees"].sum()),
+            "drawdown_pct": 100.0 * (self._peak - total) / self._peak if self._peak > 0 else 0.0,
+        })  # fmt: skip
+
+    def marks(self) -> dict[str, np.ndarray]:
+        """Mid of every instrument at each equity sample: ts (local ns), symbol (``venue:SYMBOL``), mid."""
+        ts, sym, mid = zip(*self._marks, strict=True) if self._marks else ((), (), ())
+        return {"ts": np.array(ts, np.int64), "symbol": np.array(sym, dtype=str), "mid": np.array(mid, np.float64)}

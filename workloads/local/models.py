@@ -1,0 +1,94 @@
+"""Model routers for a local run: each family's ModelVersions loaded from their artifacts, with their roles.
+
+Why checks here, at load time: a model file that is not the one the manifest names (sha256), or whose
+inputs differ from the declared feature signature, would make every decision silently wrong. Both fail
+the run before it starts, naming the ModelVersion and the field.
+
+Roles follow the rollout spec: ``immediate`` → stable; ``canary`` → canary at its first step's weight (the
+rollout controller moves it later); ``shadow`` → scored on every decision, never acted on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from ...api.v1alpha1.modelversion import ModelVersionSpec, RolloutStrategy
+from ...engine.decision.router import ModelRouter, RoutedModel
+from ...engine.models.onnx_scorer import OnnxScorer
+from .manifests import ManifestError
+
+
+@dataclass(frozen=True)
+class FamilyModels:
+    """One family's router, the stable version's feature names, and each version's artifact sha256."""
+
+    router: ModelRouter
+    feature_names: tuple[str, ...]
+    artifacts: dict[str, str]
+    roles: dict[str, str]
+
+
+def artifact_path(uri: str, home: Path) -> Path:
+    """``local://x`` is relative to the tradeplane home; ``file:///abs`` and plain paths are files."""
+    if uri.startswith("local://"):
+        return home / uri.removeprefix("local://")
+    if uri.startswith("file://"):
+        return Path(uri.removeprefix("file://"))
+    if "://" in uri:
+        raise ManifestError(f"artifact uri {uri!r}: a local run reads local://, file:// or plain paths only")
+    return Path(uri)
+
+
+def load_family(family: str, versions: dict[str, ModelVersionSpec], home: Path) -> FamilyModels:
+    models: list[RoutedModel] = []
+    artifacts: dict[str, str] = {}
+    roles: dict[str, str] = {}
+    stable_names: tuple[str, ...] = ()
+    for name in sorted(versions):
+        spec = versions[name]
+        if spec.artifact is None or spec.feature_signature is None:
+            raise ManifestError(f"ModelVersion/{name}: spec.artifact: not trained yet (a local run needs the file)")
+        path = artifact_path(spec.artifact.uri, home)
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise ManifestError(f"ModelVersion/{name}: spec.artifact.uri: cannot read {path}: {exc.strerror}") from None
+        digest = hashlib.sha256(data).hexdigest()
+        if digest != spec.artifact.sha256:
+            raise ManifestError(f"ModelVersion/{name}: spec.artifact.sha256: the file {path} has sha256 {digest}, "
+                                f"the manifest says {spec.artifact.sha256}")  # fmt: skip
+        try:
+            scorer = OnnxScorer(data, expected_feature_names=spec.feature_signature.names)
+        except ValueError as exc:
+            raise ManifestError(f"ModelVersion/{name}: spec.featureSignature.names: {exc}") from None
+        strategy = spec.rollout.strategy
+        if strategy is RolloutStrategy.IMMEDIATE:
+            role, weight = "stable", 0.0
+            if stable_names:
+                raise ManifestError(f"ModelVersion/{name}: family {family!r} has two immediate (stable) versions")
+            stable_names = tuple(spec.feature_signature.names)
+        elif strategy is RolloutStrategy.CANARY:
+            first = spec.rollout.steps[0] if spec.rollout.steps else None
+            pct = (first.weight_pct or first.cohort_pct or 0.0) if first is not None else 0.0
+            role, weight = "canary", pct / 100.0
+        else:
+            role, weight = "shadow", 0.0
+        models.append(RoutedModel(version=name, role=role, weight=weight, scorer=scorer))
+        artifacts[name] = digest
+        roles[name] = role
+    if not stable_names:
+        raise ManifestError(f"model family {family!r}: no ModelVersion with rollout.strategy immediate (stable)")
+    return FamilyModels(ModelRouter(models), stable_names, artifacts, roles)
+
+
+def load_families(models: dict[str, ModelVersionSpec], families: set[str], home: Path) -> dict[str, FamilyModels]:
+    """Routers for the families the strategies use (a family without versions is an error naming it)."""
+    out: dict[str, FamilyModels] = {}
+    for family in sorted(families):
+        versions = {n: m for n, m in models.items() if m.model == family}
+        if not versions:
+            raise ManifestError(f"model family {family!r}: no ModelVersion in the manifests")
+        out[family] = load_family(family, versions, home)
+    return out
