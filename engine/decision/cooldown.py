@@ -20,6 +20,8 @@ after that is far outside any cooldown, and the order layer's idempotent ids sti
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 _NS_PER_HOUR = 3_600 * 1_000_000_000
 
 
@@ -32,7 +34,9 @@ class Cooldowns:
         self._cooldown_ns = 0
         self.set_cooldown(cooldown_ns)
         self._last_entry: dict[tuple[str, int], int] = {}  #: (symbol, side) → time of the last entry, ns
-        self._seen: dict[str, int] = {}  #: intent_id → time recorded, ns (insertion order = time order)
+        # intent_id → time recorded, ns (insertion order = time order). An OrderedDict because a plain dict
+        # emptied from the front makes next(iter()) scan the deleted slots: 15–48 µs per record at 36k ids.
+        self._seen: OrderedDict[str, int] = OrderedDict()
 
     @property
     def cooldown_ns(self) -> int:
@@ -80,7 +84,7 @@ class Cooldowns:
         horizon = now - self.memory_ns
         seen = self._seen
         while seen:
-            oldest = next(iter(seen))
-            if seen[oldest] >= horizon:
+            ts = next(iter(seen.values()))
+            if ts >= horizon:
                 break
-            del seen[oldest]
+            seen.popitem(last=False)

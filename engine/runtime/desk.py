@@ -295,7 +295,7 @@ class DeskRuntime:
             cfg = s.holder.current  # the snapshot: a hot swap during this call applies to the next tick
             signal, intent = decide(cfg, self._state(s, inst, now), feats, s.router, s.cooldowns, now=now,
                                     risk_headroom=risk.headroom(s.name, inst.venue, inst.symbol),
-                                    model_ok=model_ok, clock=self.clock)  # fmt: skip
+                                    model_ok=model_ok, contributions=s.contributions, clock=self.clock)  # fmt: skip
             self.decisions += 1
             self.outbox.signals.append(signal)
             risk.observe(now, decision_latency_ns=signal.latency_ns)

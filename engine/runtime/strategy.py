@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from ...api.v1alpha1.strategy import ExecutionPolicy, StrategySpec
 from ..decision.config import ConfigHolder, DecisionConfig, compile_decision_config
 from ..decision.cooldown import Cooldowns
+from ..decision.pipeline import Contributions
 from ..decision.router import ModelRouter
 from ..sim.executors import TwapSpec
 from ..sim.routing import RoutingTable
@@ -48,10 +49,12 @@ class StrategyRuntime:
     next_tick: int = 0  #: local ns of the next decision tick
     halted_reason: str = ""
     parents: dict[int, str] = field(default_factory=dict)  #: working parent id → client_order_id
+    contributions: Contributions | None = None  #: top-5 feature contributions of the stable model
 
     @classmethod
     def build(cls, name: str, spec: StrategySpec, instruments: list[Instrument], router: ModelRouter | None,
-              feature_names: tuple[str, ...] = ()) -> StrategyRuntime:  # fmt: skip
+              feature_names: tuple[str, ...] = (),
+              contributions: Contributions | None = None) -> StrategyRuntime:  # fmt: skip
         cfg = compile_decision_config(name, spec, feature_names)
         f = spec.features
         clock = clock_for(str(f.clock), f.bar_ms, f.volume_bucket_usdt)
@@ -66,6 +69,7 @@ class StrategyRuntime:
             trades=TradeBook(),
             management=ManagementConfig.from_spec(spec.position_management),
             clock=clock.name,
+            contributions=contributions,
         )
 
     @property

@@ -69,6 +69,10 @@ def test_synthetic_run_stores_every_record_and_writes_the_report(trained: tuple[
     scored = signals["model_version"] == "ofi-lgbm-v1"
     assert scored.any()
     assert all(list(v) == ["ofi-lgbm-v2"] for v in signals["shadow_versions"][scored])
+    # the stable model's decisions carry their top-5 feature contributions, named by its signature
+    names = set(desk.models["ofi-lgbm-v1"].feature_signature.names)  # type: ignore[union-attr]
+    tops = signals["contribution_names"][scored]
+    assert all(len(t) == 5 and set(t) <= names for t in tops)
     for name in ("report.html", "equity.png", "calibration.png", "latency.png", "rejections.png", "run.json"):
         assert (summary.out / name).stat().st_size > 0, name
 

@@ -11,23 +11,48 @@ rollout controller moves it later); ``shadow`` → scored on every decision, nev
 from __future__ import annotations
 
 import hashlib
+import json
+import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from ...api.v1alpha1.modelversion import ModelVersionSpec, RolloutStrategy
 from ...engine.decision.router import ModelRouter, RoutedModel
+from ...engine.models.contributions import ContributionTable, top_k_named
 from ...engine.models.onnx_scorer import OnnxScorer
 from .manifests import ManifestError
+
+Contributions = Callable[[Mapping[str, float]], tuple[tuple[str, float], ...]]
 
 
 @dataclass(frozen=True)
 class FamilyModels:
-    """One family's router, the stable version's feature names, and each version's artifact sha256."""
+    """One family's router, the stable version's feature names and contributions (top-5 per signal, from the
+    artifact's ``contributions.json`` when the training wrote one), and each version's artifact sha256."""
 
     router: ModelRouter
     feature_names: tuple[str, ...]
     artifacts: dict[str, str]
     roles: dict[str, str]
+    contributions: Contributions | None = None
+
+
+def contributions_of(path: Path) -> Contributions | None:
+    """The top-5 signed contributions (log-odds) of a decision's features, from the lookup table the research
+    pipeline fitted beside the model (engine/models/contributions.py); None without the file."""
+    if not path.is_file():
+        return None
+    table = ContributionTable.from_dict(json.loads(path.read_text()))
+    names = table.feature_names
+
+    def top5(features: Mapping[str, float]) -> tuple[tuple[str, float], ...]:
+        row = np.array([features.get(n, math.nan) for n in names], dtype=np.float64)
+        return tuple(top_k_named(table.contributions(row), names, 5)[0])
+
+    return top5
 
 
 def artifact_path(uri: str, home: Path) -> Path:
@@ -46,6 +71,7 @@ def load_family(family: str, versions: dict[str, ModelVersionSpec], home: Path) 
     artifacts: dict[str, str] = {}
     roles: dict[str, str] = {}
     stable_names: tuple[str, ...] = ()
+    contributions: Contributions | None = None
     for name in sorted(versions):
         spec = versions[name]
         if spec.artifact is None or spec.feature_signature is None:
@@ -69,6 +95,7 @@ def load_family(family: str, versions: dict[str, ModelVersionSpec], home: Path) 
             if stable_names:
                 raise ManifestError(f"ModelVersion/{name}: family {family!r} has two immediate (stable) versions")
             stable_names = tuple(spec.feature_signature.names)
+            contributions = contributions_of(path.parent / "contributions.json")
         elif strategy is RolloutStrategy.CANARY:
             first = spec.rollout.steps[0] if spec.rollout.steps else None
             pct = (first.weight_pct or first.cohort_pct or 0.0) if first is not None else 0.0
@@ -80,7 +107,7 @@ def load_family(family: str, versions: dict[str, ModelVersionSpec], home: Path) 
         roles[name] = role
     if not stable_names:
         raise ManifestError(f"model family {family!r}: no ModelVersion with rollout.strategy immediate (stable)")
-    return FamilyModels(ModelRouter(models), stable_names, artifacts, roles)
+    return FamilyModels(ModelRouter(models), stable_names, artifacts, roles, contributions)
 
 
 def load_families(models: dict[str, ModelVersionSpec], families: set[str], home: Path) -> dict[str, FamilyModels]:

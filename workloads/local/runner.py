@@ -106,7 +106,7 @@ def build_desk(desk: Desk, home: Path, *, initial_balance: float, clock: Callabl
     for name, spec in desk.strategies.items():
         fm = families[spec.model.family]
         insts = [by_key[(str(spec.venue), sym)] for sym in spec.symbols]
-        strategies.append(StrategyRuntime.build(name, spec, insts, fm.router, fm.feature_names))
+        strategies.append(StrategyRuntime.build(name, spec, insts, fm.router, fm.feature_names, fm.contributions))
     return DeskRuntime(strategies, budgets, instruments, clock=clock), instruments, families
 
 
