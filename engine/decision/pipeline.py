@@ -8,7 +8,8 @@ Order (each step can skip with exactly one reason code, engine/decision/reasons.
    (``engine/decision/fallback.py``; model_version ``rules-fallback``, quality flag 2) if the strategy allows
    it (``model.degradeToRules``); otherwise NO_MODEL. (With degraded data and no fallback the model still
    scores and the data-quality gate decides.)
-2. **direction** — long when p_up ≥ 0.5, else short; p_dir = max(p_up, 1 − p_up).
+2. **direction** — long when p_up ≥ 0.5, else short; p_dir = max(p_up, 1 − p_up). A short on a spot venue
+   skips (NO_SHORT_ON_SPOT): a spot account buys and sells what it holds.
 3. **L0 gates** — funding, spread, depth, data quality, risk headroom (first failure wins).
 4. **rules** — multipliers, or RULE_SKIP with the rule's name.
 5. **size multiplier** — probability bucket of p_dir (0 → SIZE_ZERO) × rules' size_mult, clamped.
@@ -214,6 +215,9 @@ def _run(
     # 2. direction
     side = LONG if p >= 0.5 else SHORT
     p_dir = p if side == LONG else 1.0 - p
+
+    if side == SHORT and not cfg.futures:  # spot entries are purchases; a short needs a margin account
+        return reasons.NO_SHORT_ON_SPOT, _join(f"p_up={p:.4f}<0.5", note), side, None
 
     # 3. gates
     failed = failed_gate(state, cfg.gates, risk_headroom=risk_headroom)

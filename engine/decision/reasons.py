@@ -22,6 +22,7 @@ COOLDOWN: Final = "COOLDOWN"
 DUPLICATE: Final = "DUPLICATE"
 NO_MODEL: Final = "NO_MODEL"
 QTY_BELOW_MIN: Final = "QTY_BELOW_MIN"
+NO_SHORT_ON_SPOT: Final = "NO_SHORT_ON_SPOT"
 
 #: One line per code, for the docs and the run report (in pipeline order).
 DESCRIPTIONS: Final[dict[str, str]] = {
@@ -31,6 +32,7 @@ DESCRIPTIONS: Final[dict[str, str]] = {
     GATE_DEPTH: "best-level depth on a side below gates.minTop1DepthUsdt",
     GATE_DATA_QUALITY: "book not synced, degraded or stale",
     GATE_RISK_HEADROOM: "the RiskBudget has no headroom for a new entry",
+    NO_SHORT_ON_SPOT: "the model favours a fall but a spot account cannot sell what it does not hold",
     RULE_SKIP: "a rule with skipEntry fired (detail: the rule name)",
     SIZE_ZERO: "the size multiplier is 0 (probability bucket or rules)",
     BELOW_TAU: "probability of the predicted direction below τ",

@@ -117,6 +117,7 @@ SKIPS: dict[str, Case] = {
     "qty_below_min_notional": Case(reasons.QTY_BELOW_MIN, state={"min_notional": 1_000.0}, detail="min_notional"),
     "qty_below_min_qty": Case(reasons.QTY_BELOW_MIN, state={"min_qty": 0.01}),
     "spot_floor_to_zero": Case(reasons.QTY_BELOW_MIN, spec={"venue": "binance-spot"}, state={"step_size": 0.01}),
+    "spot_short": Case(reasons.NO_SHORT_ON_SPOT, spec={"venue": "binance-spot"}, p=0.3, detail="p_up=0.3000<0.5"),
 }
 SEQUENCE_REASONS = {reasons.DUPLICATE, reasons.COOLDOWN}  # need history: tested below
 
@@ -124,7 +125,7 @@ SEQUENCE_REASONS = {reasons.DUPLICATE, reasons.COOLDOWN}  # need history: tested
 STAGE = {
     reasons.NO_MODEL: 0,
     **dict.fromkeys([reasons.GATE_FUNDING, reasons.GATE_SPREAD, reasons.GATE_DEPTH], 1),
-    **dict.fromkeys([reasons.GATE_DATA_QUALITY, reasons.GATE_RISK_HEADROOM], 1),
+    **dict.fromkeys([reasons.GATE_DATA_QUALITY, reasons.GATE_RISK_HEADROOM, reasons.NO_SHORT_ON_SPOT], 1),
     reasons.RULE_SKIP: 2,
     reasons.SIZE_ZERO: 3,
     reasons.BELOW_TAU: 4,

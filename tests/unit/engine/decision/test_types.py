@@ -130,6 +130,7 @@ def test_ids_are_identical_in_another_process() -> None:
 # ---------------------------------------------------------------------------------------------- reasons
 
 CONTRACT_CODES = [
+    "NO_SHORT_ON_SPOT",
     "GATE_FUNDING",
     "GATE_SPREAD",
     "GATE_DEPTH",
