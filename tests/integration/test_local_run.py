@@ -145,3 +145,43 @@ def test_invalid_manifests_fail_before_running_naming_the_field(tmp_path: Path, 
     model.write_text(yaml.safe_dump(doc))
     with pytest.raises(ManifestError, match=r"spec\.artifact\.sha256"):
         run_local(RunConfig(manifests=(bad,), seconds=10, home=home, run_id="bad"))
+
+
+def test_editing_the_manifests_while_running_applies_the_kill_switch_and_a_new_tau(
+    tmp_path: Path, trained: tuple[Path, Path]
+) -> None:
+    """Hot configuration through the files: the runner re-reads changed manifests; the halt reaches the desk at
+    the next batch and the new τ gives every later signal the new config_rev."""
+    home, manifests = trained
+    desk_dir = tmp_path / "desk"
+    desk_dir.mkdir()
+    for f in manifests.glob("*.yaml"):
+        (desk_dir / f.name).write_text(f.read_text())
+    budget = desk_dir / "00-riskbudget.yaml"
+    strategy = desk_dir / "21-strategy-btc-usdm.yaml"
+    edited = {"done": False}
+
+    def progress(message: str) -> None:
+        if message.startswith("t+") and not edited["done"]:
+            edited["done"] = True
+            budget.write_text(budget.read_text().replace("halt: false", "halt: true"))
+            strategy.write_text(strategy.read_text().replace("tau: 0.62", "tau: 0.7"))
+
+    cfg = RunConfig(manifests=(desk_dir,), seconds=600, seed=9, home=home, run_id="hot", report=False,
+                    reload_every_s=0.0)  # fmt: skip
+    summary = run_local(cfg, progress=progress)
+    assert edited["done"]
+    events = _store_rows(home, "risk_events", "hot")
+    halts = [i for i, r in enumerate(events["reason"]) if r == "KILL_SWITCH"]
+    assert halts, events
+    halted_at = int(events["ts"][halts[0]].astype("datetime64[ns]").astype(np.int64))
+    orders = _store_rows(home, "orders", "hot")
+    sent_after = [t for t, s in zip(orders["send_ts"], orders["status"], strict=True) if s == "NEW" and t > halted_at]
+    assert sent_after == []
+    signals = _store_rows(home, "signals", "hot", "infer_ts")
+    usdm = signals["strategy"] == "usdm-btc"
+    revs = list(dict.fromkeys(signals["config_rev"][usdm].tolist()))
+    assert len(revs) == 2  # the old revision, then the new one from the next tick on
+    late = signals["infer_ts"][usdm] > halted_at
+    assert set(signals["config_rev"][usdm][late].tolist()) == {revs[1]}
+    assert summary.decisions == signals["signal_id"].shape[0]
