@@ -19,18 +19,16 @@ byte-identical files. A run without fills, parents or curve rows renders, with a
 
 from __future__ import annotations
 
-import html
 import json
 import math
 import numbers
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
 from matplotlib.axes import Axes
-from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
 from matplotlib.figure import Figure
 
 from tradeplane import __version__
@@ -38,11 +36,24 @@ from tradeplane.engine.sim.executors import PARENT_STATUS_NAMES, STYLE_NAMES
 from tradeplane.engine.sim.portfolio import EquityCurve, PerformanceMetrics
 from tradeplane.engine.sim.result import BacktestResult
 from tradeplane.workloads.reporting import (
-    CSS,
+    date_axis,
+    datetimes,
+    drawdown_figure,
+    equity_figure,
+    esc,
+    figures_html,
+    finish_drawdown_axes,
+    finish_equity_axes,
+    formatted,
     html_table,
     iso_ns,
+    kv_table,
     new_figure,
     no_data,
+    percent,
+    plot_drawdown,
+    report_page,
+    span,
     tex_safe,
     write_report_files,
 )
@@ -116,11 +127,6 @@ def equity_curve(result: BacktestResult) -> EquityCurve:
     return curve
 
 
-def _times(ns: npt.ArrayLike) -> npt.NDArray[np.datetime64]:
-    """ns since the epoch as ``datetime64[ns]`` (matplotlib draws them on a UTC date axis)."""
-    return np.asarray(ns, dtype=np.int64).astype("datetime64[ns]")
-
-
 def _since_start(values: FloatArray) -> FloatArray:
     return values - values[0] if values.shape[0] else values
 
@@ -136,71 +142,40 @@ def _title(result: BacktestResult) -> str:
 # ---------------------------------------------------------------------------------------------------- plots
 
 
-def _date_axis(ax: Axes) -> None:
-    locator = AutoDateLocator()  # type: ignore[no-untyped-call]  # matplotlib.dates is unannotated
-    ax.xaxis.set_major_locator(locator)
-    ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))  # type: ignore[no-untyped-call]
-
-
 def _equity_figure(result: BacktestResult) -> Figure:
-    fig = new_figure(9.0, 6.5)
-    ax_eq, ax_pnl = fig.subplots(2, 1, sharex=True, height_ratios=(3, 2))
-    fig.suptitle(tex_safe(_title(result)), fontsize=10, color="#444444")
-    ax_eq.set_title("Equity (settlement currency, all symbols summed)", fontsize=13)
+    fig, ax_eq, ax_pnl = equity_figure(_title(result), "Equity (settlement currency, all symbols summed)")
     c = result.curve
     if c.shape[0] == 0:
         no_data(ax_eq, "no equity curve rows")
         no_data(ax_pnl, "")
         return fig
-    t = _times(c["ts"])
+    t = datetimes(c["ts"])
     equity = np.asarray(c["equity"], dtype=np.float64)
     ax_eq.plot(t, equity, color=_COLORS["equity"], linewidth=1.4,
                label=f"equity (end {_money(equity[-1])}, PnL {_money(result.metrics.total_pnl)})")  # fmt: skip
-    ax_eq.set_ylabel("equity", fontsize=11)
-    ax_eq.ticklabel_format(axis="y", style="plain", useOffset=False)
-    ax_eq.grid(True, alpha=0.3)
-    ax_eq.legend(loc="best", fontsize=9)
     gross = _since_start(np.asarray(c["realized"] + c["unrealized"], dtype=np.float64))
     fees = _since_start(np.asarray(c["fees"], dtype=np.float64))
     funding = _since_start(np.asarray(c["funding"], dtype=np.float64))
     ax_pnl.plot(t, gross, color=_COLORS["gross"], linewidth=1.3, label=f"realized + unrealized ({_money(gross[-1])})")
     ax_pnl.plot(t, fees, color=_COLORS["fees"], linewidth=1.3, label=f"fees paid ({_money(fees[-1])})")
     ax_pnl.plot(t, funding, color=_COLORS["funding"], linewidth=1.3, label=f"funding paid ({_money(funding[-1])})")
-    ax_pnl.axhline(0.0, color="black", linewidth=0.8)
-    ax_pnl.set_ylabel("since start", fontsize=11)
-    ax_pnl.set_xlabel("local time (UTC)", fontsize=11)
-    ax_pnl.grid(True, alpha=0.3)
-    ax_pnl.legend(loc="best", fontsize=9)
-    _date_axis(ax_pnl)
+    finish_equity_axes(ax_eq, ax_pnl, pnl_label="since start", xlabel="local time (UTC)")
     return fig
 
 
 def _drawdown_figure(result: BacktestResult) -> Figure:
-    fig = new_figure(9.0, 5.5)
-    ax_abs, ax_pct = fig.subplots(2, 1, sharex=True)
-    fig.suptitle(tex_safe(_title(result)), fontsize=10, color="#444444")
-    ax_abs.set_title("Drawdown from the running peak of equity", fontsize=13)
+    fig, ax_abs, ax_pct = drawdown_figure(_title(result))
     curve = equity_curve(result)
     if len(curve) == 0:
         no_data(ax_abs, "no equity curve rows")
         no_data(ax_pct, "")
         return fig
-    t = _times(curve.column("ts"))
+    t = datetimes(curve.column("ts"))
     dd, dd_frac = curve.drawdown()
     m = result.metrics
-    ax_abs.fill_between(t, -dd, 0.0, color=_COLORS["drawdown"], alpha=0.35, linewidth=0)
-    ax_abs.plot(t, -dd, color=_COLORS["drawdown"], linewidth=1.0, label=f"max {_money(m.max_drawdown)}")
-    ax_abs.set_ylabel("drawdown (currency)", fontsize=11)
-    ax_abs.grid(True, alpha=0.3)
-    ax_abs.legend(loc="lower left", fontsize=9)
-    pct = -100.0 * dd_frac
-    ax_pct.fill_between(t, pct, 0.0, where=np.isfinite(pct), color=_COLORS["drawdown"], alpha=0.35, linewidth=0)
-    ax_pct.plot(t, pct, color=_COLORS["drawdown"], linewidth=1.0, label=f"max {_pct(m.max_drawdown_frac)}")
-    ax_pct.set_ylabel("drawdown (% of peak)", fontsize=11)
-    ax_pct.set_xlabel("local time (UTC)", fontsize=11)
-    ax_pct.grid(True, alpha=0.3)
-    ax_pct.legend(loc="lower left", fontsize=9)
-    _date_axis(ax_pct)
+    labels = (f"max {_money(m.max_drawdown)}", f"max {percent(m.max_drawdown_frac)}")
+    plot_drawdown(ax_abs, ax_pct, t, dd, -100.0 * dd_frac, color=_COLORS["drawdown"], labels=labels)
+    finish_drawdown_axes(ax_abs, ax_pct, xlabel="local time (UTC)")
     return fig
 
 
@@ -229,7 +204,7 @@ def _fills_figure(result: BacktestResult) -> Figure:
         ax.set_title(tex_safe(result.symbols[sym]), fontsize=11)
         mk = marks[marks["symbol"] == sym]
         if mk.shape[0]:
-            ax.plot(_times(mk["ts"]), mk["mid"], color=_COLORS["mid"], linewidth=1.0, drawstyle="steps-post",
+            ax.plot(datetimes(mk["ts"]), mk["mid"], color=_COLORS["mid"], linewidth=1.0, drawstyle="steps-post",
                     label="mid (local time)")  # fmt: skip
         f = fills[fills["symbol"] == sym]
         for side, name, marker in ((1, "buy", "^"), (-1, "sell", "v")):
@@ -238,7 +213,7 @@ def _fills_figure(result: BacktestResult) -> Figure:
                 if sel.shape[0] == 0:
                     continue
                 color = _COLORS[name]
-                ax.scatter(_times(sel["exch_ts"]), sel["px"], marker=marker, s=46, linewidths=1.3,
+                ax.scatter(datetimes(sel["exch_ts"]), sel["px"], marker=marker, s=46, linewidths=1.3,
                            facecolors=color if maker else "none", edgecolors=color, zorder=3,
                            label=f"{name} {liquidity} ({sel.shape[0]:,})")  # fmt: skip
         if f.shape[0] == 0:
@@ -248,7 +223,7 @@ def _fills_figure(result: BacktestResult) -> Figure:
         ax.ticklabel_format(axis="y", style="plain", useOffset=False)
         ax.grid(True, alpha=0.3)
         ax.legend(loc="best", fontsize=8)
-        _date_axis(ax)
+        date_axis(ax)
     axes[-1].set_xlabel("time (UTC): fills at exchange time", fontsize=11)
     return fig
 
@@ -295,46 +270,28 @@ def _slippage_figure(result: BacktestResult) -> Figure:
 # ---------------------------------------------------------------------------------------------------- formats
 
 
-def _formatted(x: Any, spec: str) -> str:
-    """``format(x, spec)`` for a finite number; "—" for NaN, "∞"/"−∞" for infinities."""
-    v = float(x)
-    if math.isnan(v):
-        return "—"
-    if math.isinf(v):
-        return "∞" if v > 0 else "−∞"
-    return format(v, spec)
-
-
 def _money(x: Any) -> str:
     """Money: two decimals with thousands separators, or 4 significant digits below 1 (coin-settled PnL)."""
     v = float(x)
-    return _formatted(v, ",.2f" if not math.isfinite(v) or abs(v) >= 1 or v == 0 else ".4g")
+    return formatted(v, ",.2f" if not math.isfinite(v) or abs(v) >= 1 or v == 0 else ".4g")
 
 
 def _num(x: Any) -> str:
     """Prices and quantities: up to 10 significant digits, so ticks and lots show exactly."""
-    return _formatted(x, ",.10g")
-
-
-def _pct(x: Any) -> str:
-    return _formatted(x, ".2%")
+    return formatted(x, ",.10g")
 
 
 def _dec2(x: Any) -> str:
     """Two decimals (basis points, Sharpe ratios)."""
-    return _formatted(x, ",.2f")
+    return formatted(x, ",.2f")
 
 
 def _ratio(x: Any) -> str:
-    return _formatted(x, ".3g")
+    return formatted(x, ".3g")
 
 
 def _count(n: int) -> str:
     return f"{int(n):,}"
-
-
-def _e(text: str) -> str:
-    return html.escape(text, quote=True)
 
 
 def _meta_value(value: Any) -> str:
@@ -345,7 +302,7 @@ def _meta_value(value: Any) -> str:
         return str(int(value))
     if isinstance(value, numbers.Real):
         v = float(value)
-        return repr(v) if math.isfinite(v) else _formatted(v, "")
+        return repr(v) if math.isfinite(v) else formatted(v, "")
     if isinstance(value, str):
         return value
     return json.dumps(value, default=str, ensure_ascii=False, sort_keys=True)
@@ -361,21 +318,7 @@ def _flatten(value: Any, prefix: str = "") -> list[tuple[str, Any]]:
     return [(prefix, value)]
 
 
-def _kv_table(pairs: Iterable[tuple[str, str]], empty: str) -> str:
-    rows = [[_e(k), _e(v)] for k, v in pairs]
-    if not rows:
-        return f'<p class="muted">{_e(empty)}</p>'
-    return html_table(["key", "value"], rows)
-
-
 # ---------------------------------------------------------------------------------------------------- HTML
-
-
-def _span(ts: npt.NDArray[np.int64]) -> str:
-    if ts.shape[0] == 0:
-        return "—"
-    lo, hi = int(ts.min()), int(ts.max())
-    return f"{iso_ns(lo)} → {iso_ns(hi)} ({(hi - lo) / 1e9:,.3f} s)"
 
 
 def _summary_html(result: BacktestResult) -> str:
@@ -387,12 +330,12 @@ def _summary_html(result: BacktestResult) -> str:
     start, end = meta.get(META_START), meta.get(META_END)
     data_span = "—"
     if isinstance(start, numbers.Integral) and isinstance(end, numbers.Integral):
-        data_span = _span(np.array([start, end], dtype=np.int64))
+        data_span = span(np.array([start, end], dtype=np.int64))
     pairs = [
         ("symbols", ", ".join(result.symbols) or "—"),
         ("data span (local time)", data_span),
-        ("equity curve span (local time)", _span(result.curve["ts"])),
-        ("fills span (exchange time)", _span(result.fills["exch_ts"])),
+        ("equity curve span (local time)", span(result.curve["ts"])),
+        ("fills span (exchange time)", span(result.fills["exch_ts"])),
         ("events", _meta_value(events) if events is not None else "—"),
         ("wall time", f"{float(wall):,.3f} s" if isinstance(wall, numbers.Real) else "—"),
         ("throughput", rate),
@@ -408,11 +351,11 @@ def _summary_html(result: BacktestResult) -> str:
     other = {k: v for k, v in meta.items() if not (k == META_CONFIG and isinstance(v, Mapping))}
     meta_pairs = [(k, _meta_value(v)) for k, v in _flatten(other)]
     return (
-        _kv_table(pairs, "")
+        kv_table(pairs, "")
         + "<h3>Configuration</h3>\n"
-        + _kv_table(config_pairs, f'No "{META_CONFIG}" mapping in the run metadata.')
+        + kv_table(config_pairs, f'No "{META_CONFIG}" mapping in the run metadata.')
         + "<h3>Run metadata</h3>\n"
-        + _kv_table(meta_pairs, "No further run metadata.")
+        + kv_table(meta_pairs, "No further run metadata.")
     )
 
 
@@ -425,19 +368,19 @@ def metric_rows(m: PerformanceMetrics) -> list[tuple[str, str, str]]:
         ("funding", _money(m.funding), "paid (received negative)"),
         ("Sharpe", _dec2(m.sharpe), "annualized, per curve row, risk-free rate 0"),
         ("max drawdown", _money(m.max_drawdown), "largest fall from a running peak of equity"),
-        ("max drawdown %", _pct(m.max_drawdown_frac), "of that peak"),
+        ("max drawdown %", percent(m.max_drawdown_frac), "of that peak"),
         ("trades", _count(m.n_trades), "reducing fills"),
-        ("win rate", _pct(m.win_rate), "share of trades with realized PnL > 0, gross of fees"),
+        ("win rate", percent(m.win_rate), "share of trades with realized PnL > 0, gross of fees"),
         ("profit factor", _ratio(m.profit_factor), "Σ winning / |Σ losing| realized PnL"),
         ("turnover", _ratio(m.turnover), "traded notional / mean equity"),
-        ("fee share", _pct(m.fee_share), "fees / gross PnL when gross PnL > 0"),
+        ("fee share", percent(m.fee_share), "fees / gross PnL when gross PnL > 0"),
         ("fills", _count(m.n_fills), ""),
-        ("maker share", _pct(m.maker_share), "maker fills / fills, by count"),
+        ("maker share", percent(m.maker_share), "maker fills / fills, by count"),
     ]
 
 
 def _metrics_html(result: BacktestResult) -> str:
-    rows = [[_e(label), _e(value), _e(meaning)] for label, value, meaning in metric_rows(result.metrics)]
+    rows = [[esc(label), esc(value), esc(meaning)] for label, value, meaning in metric_rows(result.metrics)]
     return html_table(["metric", "value", "meaning"], rows)
 
 
@@ -452,14 +395,14 @@ def _executor_html(result: BacktestResult) -> str:
         qty, filled, maker = float(g["qty"].sum()), float(g["filled"].sum()), float(g["maker_qty"].sum())
         stats = (cost.mean(), np.median(cost), np.percentile(cost, 95)) if cost.shape[0] else (np.nan,) * 3
         rows.append([
-            _e(enum_name(style, STYLE_NAMES, "style_")),
-            _e(_count(g.shape[0])),
-            _e(_count(cost.shape[0])),
-            _e(_pct(filled / qty if qty > 0 else np.nan)),
-            *(_e(_dec2(s)) for s in stats),
-            _e(_pct(maker / filled if filled > 0 else np.nan)),
-            _e(_money(g["fees"].sum())),
-            _e(_count(int(g["degraded"].astype(bool).sum()))),
+            esc(enum_name(style, STYLE_NAMES, "style_")),
+            esc(_count(g.shape[0])),
+            esc(_count(cost.shape[0])),
+            esc(percent(filled / qty if qty > 0 else np.nan)),
+            *(esc(_dec2(s)) for s in stats),
+            esc(percent(maker / filled if filled > 0 else np.nan)),
+            esc(_money(g["fees"].sum())),
+            esc(_count(int(g["degraded"].astype(bool).sum()))),
         ])  # fmt: skip
     header = ["style", "parents", "with fills", "filled (qty)", "mean cost bps", "median cost bps",
               "p95 cost bps", "maker share (qty)", "fees", "degraded"]  # fmt: skip
@@ -477,9 +420,9 @@ def _fills_html(result: BacktestResult) -> str:
     head = f[:TABLE_ROWS]
     names, sides = symbol_names(result, head["symbol"]), enum_names(head["side"], SIDE_NAMES, "SIDE_")
     rows = [
-        [_e(_count(i)), _e(iso_ns(int(r["exch_ts"]))), _e(iso_ns(int(r["local_ts"]))), _e(str(names[i])),
-         _e(str(int(r["order_id"]))), _e(str(sides[i])), "maker" if r["maker"] else "taker", _e(_num(r["px"])),
-         _e(_num(r["qty"])), _e(_num(r["fee"])), _e(_num(r["mid_at_send"]))]
+        [esc(_count(i)), esc(iso_ns(int(r["exch_ts"]))), esc(iso_ns(int(r["local_ts"]))), esc(str(names[i])),
+         esc(str(int(r["order_id"]))), esc(str(sides[i])), "maker" if r["maker"] else "taker", esc(_num(r["px"])),
+         esc(_num(r["qty"])), esc(_num(r["fee"])), esc(_num(r["mid_at_send"]))]
         for i, r in enumerate(head)
     ]  # fmt: skip
     header = ["#", "exchange time", "local time", "symbol", "order", "side", "liquidity", "price", "qty", "fee",
@@ -496,11 +439,11 @@ def _parents_html(result: BacktestResult) -> str:
     styles = enum_names(head["style"], STYLE_NAMES, "style_")
     statuses = enum_names(head["status"], PARENT_STATUS_NAMES, "status_")
     rows = [
-        [_e(str(int(r["parent_id"]))), _e(str(names[i])), _e(str(sides[i])), _e(str(styles[i])),
-         _e(str(statuses[i])), "yes" if r["degraded"] else "", _e(_num(r["qty"])), _e(_num(r["filled"])),
-         _e(_num(r["maker_qty"])), _e(_num(r["taker_qty"])), _e(_num(r["vwap"])), _e(_num(r["mid_at_send"])),
-         _e(_dec2(r["cost_bps"])), _e(_num(r["fees"])), _e(_count(int(r["n_children"]))),
-         _e(iso_ns(int(r["send_ts"]))), _e(_done(int(r["done_ts"])))]
+        [esc(str(int(r["parent_id"]))), esc(str(names[i])), esc(str(sides[i])), esc(str(styles[i])),
+         esc(str(statuses[i])), "yes" if r["degraded"] else "", esc(_num(r["qty"])), esc(_num(r["filled"])),
+         esc(_num(r["maker_qty"])), esc(_num(r["taker_qty"])), esc(_num(r["vwap"])), esc(_num(r["mid_at_send"])),
+         esc(_dec2(r["cost_bps"])), esc(_num(r["fees"])), esc(_count(int(r["n_children"]))),
+         esc(iso_ns(int(r["send_ts"]))), esc(_done(int(r["done_ts"])))]
         for i, r in enumerate(head)
     ]  # fmt: skip
     header = ["parent", "symbol", "side", "style", "status", "degraded", "qty", "filled", "maker qty", "taker qty",
@@ -535,11 +478,7 @@ _FIGURES: Final[Sequence[tuple[str, str, str]]] = (
 def render_html(result: BacktestResult) -> str:
     """The report page; it references the PNGs by file name (``equity.png`` …) in the same folder."""
     check_result(result)
-    figures = "".join(
-        f'<figure><img src="{key}.png" alt="{_e(alt)}">'
-        f"<figcaption><b>{_e(alt)}.</b> {_e(caption)}</figcaption></figure>\n"
-        for key, alt, caption in _FIGURES
-    )
+    figures = figures_html(_FIGURES)
     sections = [
         ("Run summary", _summary_html(result)),
         ("Metrics", _metrics_html(result)),
@@ -548,12 +487,5 @@ def render_html(result: BacktestResult) -> str:
         ("Fills", f'<div class="scroll">{_fills_html(result)}</div>'),
         ("Parent orders", f'<div class="scroll">{_parents_html(result)}</div>'),
     ]
-    body = "".join(f"<section>\n<h2>{_e(h)}</h2>\n{content}\n</section>\n" for h, content in sections)
-    title = _e(_title(result))
     generated = f"Generated by tradeplane {__version__} (tradeplane.workloads.backtest.report)."
-    return (
-        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-        f"<title>{title}</title>\n<style>{CSS}</style>\n</head>\n<body>\n"
-        f'<h1>{title}</h1>\n<p class="generated">{_e(generated)}</p>\n{body}\n</body>\n</html>\n'
-    )
+    return report_page(_title(result), generated, sections)

@@ -15,7 +15,8 @@ import numpy as np
 
 from ...engine.runtime.desk import DeskRuntime
 from ...engine.runtime.outbox import Outbox
-from .report import (
+from .report import write_run_report
+from .report_data import (
     TOTAL,
     EquitySeries,
     FillColumns,
@@ -23,7 +24,6 @@ from .report import (
     RunReportData,
     SignalColumns,
     live_outcomes,
-    write_run_report,
 )
 
 _NS_PER_S = 1_000_000_000

@@ -19,10 +19,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.unit.workloads.report_checks import PNG_MAGIC, assert_pngs
-from tradeplane.workloads.local.report import (
+from tradeplane.workloads.local.report import PLOTS, TABLE_ROWS, write_run_report
+from tradeplane.workloads.local.report_data import (
     LATENCY_BUDGET_NS,
-    PLOTS,
-    TABLE_ROWS,
     TOTAL,
     EquitySeries,
     FillColumns,
@@ -31,7 +30,6 @@ from tradeplane.workloads.local.report import (
     SignalColumns,
     live_outcomes,
     model_stats,
-    write_run_report,
 )
 
 S = 1_000_000_000
