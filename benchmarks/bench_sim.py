@@ -7,10 +7,13 @@ convert + run ≈ 65k msg/s; NautilusTrader ≈ 81k events/s).
 
 Timed, best of ROUNDS after a warm-up (numba kernels compiled and cached before timing):
 
-- ``replay_no_orders``: ``Simulator.run_to_end`` with no orders (the matcher's floor);
+- ``replay_no_orders``: ``Simulator.run_to_end`` with no orders (the matcher's floor, setup included);
 - ``quoting_runner_{100,1000}ms``: the runner with :class:`QuotingStrategy` (post-only at the local touch
   on both sides, re-quoted when the touch moves or every second) waking every 100 ms / 1 s, risk-averse
   queue, 8 ms entry and 6 ms response latency — the budget row;
+- ``quoting_runner_10ms``: the same strategy near its natural cadence (it re-quotes when the touch moves;
+  depth messages arrive every ~50 ms), where the fixed cost per wake-up dominates; ``wakeup_us`` is that
+  cost, from the 10 ms and 1 s runs;
 - ``parents_runner``: periodic maker-then-taker parents through the executor desk (routing table);
 - ``end_to_end_{1000,100}ms``: ``read_capture`` (gzip file → events) + clock alignment + the quoting
   backtest, messages/s of the capture file (the second budget row); report and tables writing timed separately.
@@ -81,8 +84,14 @@ def main() -> None:
 
     rate("quoting_runner_100ms", backtest(QuotingStrategy, 100.0, "q100"), n_ev)
     rate("quoting_runner_1000ms", backtest(QuotingStrategy, 1000.0, "q1000"), n_ev)
+    rate("quoting_runner_10ms", backtest(QuotingStrategy, 10.0, "q10"), n_ev)
+    span_s = (int(events["ingest_ts"].max()) - int(events["ingest_ts"].min())) / 1e9
+    out["wakeup_us"] = round(
+        (out["quoting_runner_10ms_s"] - out["quoting_runner_1000ms_s"]) / (span_s / 0.01 - span_s) * 1e6, 2
+    )
+    print(f"per wake-up (10 ms vs 1 s runs): {out['wakeup_us']} µs")
     rate("parents_runner_100ms", backtest(lambda: PeriodicParentsStrategy(every_ms=5_000.0), 100.0, "p"), n_ev)
-    for key in ("q100", "q1000", "p"):
+    for key in ("q100", "q1000", "q10", "p"):
         r = last[key]
         out[f"{key}_fills"], out[f"{key}_orders"] = (
             int(r.fills.shape[0]),

@@ -24,7 +24,8 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-from ..events import EventArray
+from ..events import EVENT_DTYPE, EventArray
+from .kernel_setup import copy_shifted, min_feed_latency
 
 LAT_CONSTANT: Final = 0  #: vals[0] for every draw
 LAT_SEQUENCE: Final = 1  #: vals[cursor], cursor advancing by one per draw (refilled by the Python edge)
@@ -150,10 +151,16 @@ def align_local_clock(events: EventArray, min_feed_latency_ns: int = 0) -> Event
     −1.27 s) would otherwise let the strategy act on events the exchange has not produced yet. Relative
     feed latencies (the jitter) are kept exactly; a capture that already satisfies the bound is unchanged.
     """
-    out = events.copy()
-    if out.shape[0] == 0:
+    if events.shape[0] == 0 or events.dtype != EVENT_DTYPE:
+        out = events.copy()
+        if out.shape[0]:
+            shift = int(min_feed_latency_ns) - int(np.min(out["ingest_ts"] - out["exchange_ts"]))
+            if shift > 0:
+                out["ingest_ts"] += shift
         return out
-    shift = int(min_feed_latency_ns) - int(np.min(out["ingest_ts"] - out["exchange_ts"]))
-    if shift > 0:
-        out["ingest_ts"] += shift
+    # one pass for the minimum and one copy, whole records at a time (numpy copies records field by field: 17
+    # ms against 2.5 ms for a day of BTCUSDT)
+    shift = max(0, int(min_feed_latency_ns) - int(min_feed_latency(events)))
+    out = np.empty(events.shape[0], EVENT_DTYPE)
+    copy_shifted(events, shift, out)
     return out

@@ -2,9 +2,10 @@
 
 Why one kernel per micro-batch with all state in arrays (hftbacktest's layout): the budget is ≥ 10M events/s
 on one core, so nothing per event may touch Python. The Python edge (:mod:`.matching`) owns the arrays,
-writes submissions into the order table and commands into the command queue between calls, and turns the
-status codes returned here into drains, refills and exceptions. A call stops *before* a unit of work it
-could not finish (output or latency samples short), so any stop point resumes to the same result.
+sends orders and cancels through :mod:`.kernel_commands` between calls, and turns the status codes returned
+here into grown buffers, refills and exceptions. A call stops *before* a unit of work it could not finish
+(output or latency samples short, the chunk of exchange-ordered events used up), so any stop point resumes
+to the same result. Each call ends by delivering what reached the strategy (:mod:`.kernel_deliver`).
 
 Units of work, in exchange time (``exchange_ts``; ties: market data first, then commands in send order):
 a whole depth/snapshot message (book kernel, one top-of-book row, then queue updates of resting orders at its
@@ -14,13 +15,13 @@ own order is live, nothing reads the book between messages, so all messages up t
 stop) are one unit: one book-kernel call instead of one per message, which pays for writing the tops.
 
 The kernel is split by concern: :mod:`.kernel_state` (the state groups, scalar slots and status codes),
-:mod:`.kernel_outputs` (fills, reports, room checks), :mod:`.kernel_orders` (arrival, cancel, OCO) and
-:mod:`.kernel_trades` (trades and queues); this module is the event loop, and re-exports what the edge uses.
+:mod:`.kernel_outputs` (fills, reports, room checks), :mod:`.kernel_orders` (arrival, cancel, OCO),
+:mod:`.kernel_trades` (trades and queues), :mod:`.kernel_deliver` (what reaches the strategy),
+:mod:`.kernel_commands` (sends) and :mod:`.kernel_setup` (exchange order, copies); this module is the event
+loop, and re-exports what the edge uses.
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 import numpy as np
 from numba import njit
@@ -28,30 +29,42 @@ from numba import njit
 from ..book import kernels as kn
 from ..events import AGG_TRADE, DEPTH, KIND_MASK, LAST_IN_MSG, SNAPSHOT, TRADE
 from .depth import message_end
+from .kernel_deliver import deliver
 from .kernel_orders import arrive, cancel
 from .kernel_outputs import room
 from .kernel_state import (
     BIG,
     CMD_CANCEL,
     CMD_SUBMIT,
+    ERR_BAD_ORDER,
     ERR_BOOK,
+    ERR_CMDS_FULL,
     ERR_LATENCY_EXHAUSTED,
+    ERR_LOG_FULL,
+    ERR_NEED_EVENTS,
     ERR_OUTPUT_FULL,
+    ERR_TABLE_FULL,
+    ERR_TOPS_LOG_FULL,
     K_CANCEL_MISS,
     K_CMD_HEAD,
     K_CMD_N,
     K_EPOCH,
     K_EV,
+    K_FLOG,
+    K_LOCAL,
+    K_MORE,
     K_NACT,
     K_NEED,
+    K_NEXT_OUT,
     K_NF,
     K_NOW,
     K_NR,
     K_NT,
     K_NUSED,
     K_RESP_CUR,
+    K_RLOG,
     K_STREAM,
-    K_TOPS_UNSORTED,
+    K_TLOG,
     MAX_BATCH_MESSAGES,
     N_KS,
     OK,
@@ -60,12 +73,15 @@ from .kernel_state import (
     Account,
     Book,
     BookIO,
+    Delivery,
     Kernel,
     Latency,
     Matcher,
     OrderTable,
     Outputs,
     Queue,
+    State,
+    bind,
     pack,
     unpack,
 )
@@ -73,22 +89,35 @@ from .kernel_trades import on_message, on_trade, reaches_an_order
 from .orders import PENDING
 
 __all__ = [
+    "BIG",
     "CMD_CANCEL",
     "CMD_SUBMIT",
+    "ERR_BAD_ORDER",
     "ERR_BOOK",
+    "ERR_CMDS_FULL",
     "ERR_LATENCY_EXHAUSTED",
+    "ERR_LOG_FULL",
+    "ERR_NEED_EVENTS",
     "ERR_OUTPUT_FULL",
+    "ERR_TABLE_FULL",
+    "ERR_TOPS_LOG_FULL",
     "K_CANCEL_MISS",
     "K_CMD_HEAD",
     "K_CMD_N",
+    "K_EV",
+    "K_FLOG",
+    "K_LOCAL",
+    "K_MORE",
     "K_NEED",
+    "K_NEXT_OUT",
     "K_NF",
     "K_NOW",
     "K_NR",
     "K_NT",
     "K_NUSED",
     "K_RESP_CUR",
-    "K_TOPS_UNSORTED",
+    "K_RLOG",
+    "K_TLOG",
     "MAX_BATCH_MESSAGES",
     "N_KS",
     "OK",
@@ -97,14 +126,17 @@ __all__ = [
     "Account",
     "Book",
     "BookIO",
+    "Delivery",
     "Kernel",
     "Latency",
     "Matcher",
     "OrderTable",
     "Outputs",
     "Queue",
+    "State",
+    "bind",
     "pack",
-    "run",
+    "step",
 ]
 
 
@@ -134,13 +166,16 @@ def _quiet_end(events: np.ndarray, i: int, limit: int, max_messages: int) -> int
     return j
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _run(events: np.ndarray, stop_ts: int, cmds: np.ndarray, book: Book, io: BookIO, m: Matcher) -> int:
+    """The event loop over a chunk of exchange-ordered ``events`` (cursor ``K_EV``), see :func:`step`."""
     ks, orders, active, st, inv = m.ks, m.table.orders, m.table.active, book.st, book.inv
     tops, t_index = io.tops, io.t_index
     n = events.shape[0]
     while True:
         i = ks[K_EV]
+        if i >= n and ks[K_MORE]:  # before any command: the next events may come first
+            return ERR_NEED_EVENTS
         ch = ks[K_CMD_HEAD]
         ev_ts = events[i]["exchange_ts"] if i < n else BIG
         cmd_ts = cmds[ch, 0] if ch < ks[K_CMD_N] else BIG
@@ -168,9 +203,6 @@ def _run(events: np.ndarray, stop_ts: int, cmds: np.ndarray, book: Book, io: Boo
                 )  # fmt: skip
                 if status != kn.OK:
                     return ERR_BOOK
-                for q in range(max(nt, 1), nt + n_top):
-                    if tops[q]["ingest_ts"] < tops[q - 1]["ingest_ts"]:
-                        ks[K_TOPS_UNSORTED] = 1
                 ks[K_NT] = nt + n_top
                 ks[K_STREAM] += j - i
                 ks[K_EV] = j
@@ -225,9 +257,15 @@ def _run(events: np.ndarray, stop_ts: int, cmds: np.ndarray, book: Book, io: Boo
 
 
 @njit(cache=True)
-def run(events: np.ndarray, stop_ts: int, state: tuple[Any, ...]) -> int:
+def step(events: np.ndarray, stop_ts: int, deliver_ts: int, state: State) -> int:
     """Advance the exchange to ``stop_ts`` (inclusive): events with ``exchange_ts <= stop_ts`` and commands
-    arriving by then, in time order (events first on ties). ``state`` is ``pack(Kernel(...))``. Returns
-    ``OK`` or a stop code; the cursors in ``ks`` say where to resume."""
+    arriving by then, in time order (events first on ties); then deliver what reached the strategy by local
+    time ``deliver_ts`` (:func:`.kernel_deliver.deliver`). ``events`` is the current chunk of the
+    exchange-ordered events (``ERR_NEED_EVENTS`` asks for the next one). ``state`` is ``pack(Kernel(...))``.
+    Returns ``OK`` or a stop code; the cursors in ``ks`` say where to resume (a call after a stop redoes
+    nothing)."""
     k = unpack(state)
-    return _run(events, stop_ts, k.cmds, k.book, k.io, k.m)
+    code = _run(events, stop_ts, k.cmds, k.book, k.io, k.m)
+    if code != OK:
+        return code
+    return deliver(k.m.ks, k.m.out, k.io, k.d, deliver_ts)

@@ -310,7 +310,9 @@ class EquityCurve:
             raise RuntimeError(f"{self.name}: kernel status {code}")
 
     def record(self, acct: RecordArray, marks: npt.ArrayLike, ts: int, symbol: int = -1) -> None:
-        m = np.ascontiguousarray(np.broadcast_to(np.asarray(marks, dtype=np.float64), (len(acct),)))
+        m = marks
+        if not (isinstance(m, np.ndarray) and m.dtype == np.float64 and m.shape == (len(acct),)):
+            m = np.ascontiguousarray(np.broadcast_to(np.asarray(marks, dtype=np.float64), (len(acct),)))
         code = record_equity(self.rows, self.length, acct, m, symbol, ts)
         if code == ERR_FULL:
             self.check(code)
