@@ -45,6 +45,12 @@ def clock_for(clock: str, bar_ms: int, volume_bucket_usdt: float) -> ClockSpec:
     raise ValueError(f"features.clock {clock!r}: time or volume")
 
 
+def _last_row_per_symbol(symbols: npt.NDArray[np.uint32]) -> list[tuple[int, int]]:
+    """(symbol, index of its last row) for each symbol in a batch: the view keeps only the latest values."""
+    last = symbols.shape[0] - 1 - np.unique(symbols[::-1], return_index=True)[1]
+    return list(zip(np.unique(symbols).tolist(), last.tolist(), strict=True))
+
+
 @dataclass(slots=True)
 class TopView:
     """The last book top the desk received for one instrument."""
@@ -116,9 +122,8 @@ class MarketView:
         self._window[3] += int(tops.shape[0])
 
     def _read_tops(self, tops: npt.NDArray[np.void]) -> None:
-        sym = tops["symbol"]
-        for s in np.unique(sym).tolist():
-            r = tops[int(np.flatnonzero(sym == s)[-1])]
+        for s, i in _last_row_per_symbol(tops["symbol"]):
+            r = tops[i]
             t = self.tops[s]
             t.bid, t.bid_qty = float(r["bid_px"][0]), float(r["bid_qty"][0])
             t.ask, t.ask_qty = float(r["ask_px"][0]), float(r["ask_qty"][0])
@@ -128,9 +133,8 @@ class MarketView:
     def _read_book(self, rows: EventArray) -> None:
         if not rows.shape[0]:
             return
-        sym = rows["symbol"]
-        for s in np.unique(sym).tolist():
-            r = rows[int(np.flatnonzero(sym == s)[-1])]
+        for s, i in _last_row_per_symbol(rows["symbol"]):
+            r = rows[i]
             values = {name: float(r[name]) for name in _BOOK_FIELDS}
             values["book_degraded"] = float(bool(int(r["flags"]) & FEAT_DEGRADED))
             self.book[s] = values
@@ -138,9 +142,7 @@ class MarketView:
     def _read_bars(self, clock: str, bars: EventArray, rows: EventArray) -> None:
         if not bars.shape[0]:
             return
-        sym = bars["symbol"]
-        for s in np.unique(sym).tolist():
-            i = int(np.flatnonzero(sym == s)[-1])
+        for s, i in _last_row_per_symbol(bars["symbol"]):
             funding = np.asarray(bars["funding_rate"][i : i + 1], dtype=np.float64)
             x = feature_columns(rows[i : i + 1], bars[i : i + 1], funding, _BAR_NAMES)[0]
             values = dict(zip(_BAR_NAMES, x.tolist(), strict=True))

@@ -20,6 +20,7 @@ import numpy as np
 from tradeplane import __version__
 from tradeplane.engine.events import SymbolTable
 from tradeplane.engine.replay import read_capture, read_funding_csv, symbol_from_capture_name, venue_from_capture_name
+from tradeplane.engine.runtime.instruments import EXCHANGE_FILTERS
 from tradeplane.engine.sim.baselines import PeriodicParentsStrategy, QuotingStrategy, TwapStrategy
 from tradeplane.engine.sim.contracts import ContractSpec, binance_spot, binance_usdm
 from tradeplane.engine.sim.executors import ExecutorConfig, TwapSpec
@@ -31,12 +32,9 @@ from tradeplane.engine.sim.runner import BacktestConfig, Strategy, run_backtest
 
 _MS = 1_000_000
 
-#: (venue, symbol) → (tick, lot) from Binance exchangeInfo (PRICE_FILTER tickSize, LOT_SIZE stepSize).
+#: (venue, symbol) → (tick, lot): the exchange filters the desk runtime uses (engine/runtime/instruments.py).
 KNOWN_INSTRUMENTS: Mapping[tuple[str, str], tuple[float, float]] = {
-    ("binance-usdm", "BTCUSDT"): (0.1, 0.001),
-    ("binance-usdm", "ETHUSDT"): (0.01, 0.001),
-    ("binance-spot", "BTCUSDT"): (0.01, 0.00001),
-    ("binance-spot", "ETHUSDT"): (0.01, 0.0001),
+    pair: (tick, step) for pair, (tick, step, _, _) in EXCHANGE_FILTERS.items()
 }
 
 STRATEGIES = ("quote", "twap", "parents")
