@@ -108,6 +108,8 @@ class _Work:
         "flags",
         "funding",
         "model_version",
+        "p_high",
+        "p_low",
         "p_up",
         "regime",
         "rules_fired",
@@ -121,7 +123,7 @@ class _Work:
 
     def __init__(self, flags: int) -> None:
         self.flags = flags
-        self.p_up = self.expected = self.cost = self.u = _NAN
+        self.p_up = self.p_low = self.p_high = self.expected = self.cost = self.u = _NAN
         self.fee = self.slippage = self.funding = _NAN
         self.size_mult = self.tp_mult = self.sl_mult = _NAN
         self.regime = "unknown"
@@ -163,8 +165,8 @@ def decide(
             ingest_ts=state.ingest_ts,
             infer_ts=now,
             p_up=w.p_up,
-            p_low=_NAN,
-            p_high=_NAN,
+            p_low=w.p_low,
+            p_high=w.p_high,
             expected_return_bps=w.expected,
             cost_bps=w.cost,
             utility=w.u,
@@ -342,6 +344,7 @@ def _score(
             if 0.0 <= p <= 1.0:
                 w.model_version = routed.version
                 w.shadow = routed.shadow
+                w.p_low, w.p_high = routed.p_low, routed.p_high
                 note = ""
                 if routed.error:
                     w.flags |= QUALITY_SHADOW_ERROR

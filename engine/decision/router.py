@@ -30,6 +30,8 @@ from typing import Any, Final, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from ..calibration import ProbabilityInterval
+
 STABLE: Final = "stable"
 CANARY: Final = "canary"
 SHADOW: Final = "shadow"
@@ -59,6 +61,7 @@ class RoutedModel:
     role: str
     weight: float
     scorer: Scorer
+    interval: ProbabilityInterval | None = None  #: the artifact's calibration evidence; None → no interval
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +73,8 @@ class RoutedScore:
     role: str
     shadow: tuple[tuple[str, float], ...]  #: (version, p_up); p_up NaN when that shadow failed
     error: str  #: "" or "<version>: <exception>" for each failed shadow, "; "-joined
+    p_low: float = math.nan  #: the routed model's interval around p_up (NaN when it has none)
+    p_high: float = math.nan
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +84,7 @@ class _Slot:
     scorer: Scorer
     names: tuple[str, ...]
     getter: Any  # operator.itemgetter over names
+    interval: ProbabilityInterval | None
 
     def row(self, features: Mapping[str, float]) -> npt.NDArray[np.float64]:
         try:
@@ -104,7 +110,7 @@ def _slot(m: RoutedModel) -> _Slot:
     names = tuple(m.scorer.feature_names)
     if not names:
         raise ValueError(f"model {m.version!r}: scorer has no feature_names")
-    return _Slot(m.version, m.role, m.scorer, names, itemgetter(*names))
+    return _Slot(m.version, m.role, m.scorer, names, itemgetter(*names), m.interval)
 
 
 def _check_weight(version: str, w: float) -> float:
@@ -204,8 +210,9 @@ class ModelRouter:
         """P(up) from the routed model (its exceptions propagate: the caller degrades) and every shadow's."""
         slot = self._pick(self._table, symbol)
         p = slot.predict(features)
+        lo, hi = slot.interval.bounds(p) if slot.interval is not None else (math.nan, math.nan)
         if not self._shadows:
-            return RoutedScore(p, slot.version, slot.role, (), "")
+            return RoutedScore(p, slot.version, slot.role, (), "", lo, hi)
         shadow: list[tuple[str, float]] = []
         errors: list[str] = []
         for s in self._shadows:
@@ -214,4 +221,4 @@ class ModelRouter:
             except Exception as exc:  # a shadow must never break the decision; recorded instead
                 shadow.append((s.version, math.nan))
                 errors.append(f"{s.version}: {type(exc).__name__}: {exc}")
-        return RoutedScore(p, slot.version, slot.role, tuple(shadow), "; ".join(errors))
+        return RoutedScore(p, slot.version, slot.role, tuple(shadow), "; ".join(errors), lo, hi)

@@ -73,6 +73,9 @@ def test_synthetic_run_stores_every_record_and_writes_the_report(trained: tuple[
     names = set(desk.models["ofi-lgbm-v1"].feature_signature.names)  # type: ignore[union-attr]
     tops = signals["contribution_names"][scored]
     assert all(len(t) == 5 and set(t) <= names for t in tops)
+    # and a 90 % interval around p_up from the artifact's interval.json (NaN only where no model scored)
+    lo, p, hi = signals["p_low"][scored], signals["p_up"][scored], signals["p_high"][scored]
+    assert np.all((lo <= p) & (p <= hi) & (lo >= 0) & (hi <= 1)) and np.all(hi - lo > 0)
     for name in ("report.html", "equity.png", "calibration.png", "latency.png", "rejections.png", "run.json"):
         assert (summary.out / name).stat().st_size > 0, name
 

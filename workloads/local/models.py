@@ -20,9 +20,11 @@ from pathlib import Path
 import numpy as np
 
 from ...api.v1alpha1.modelversion import ModelVersionSpec, RolloutStrategy
+from ...engine.calibration import ProbabilityInterval
 from ...engine.decision.router import ModelRouter, RoutedModel
 from ...engine.models.contributions import ContributionTable, top_k_named
 from ...engine.models.onnx_scorer import OnnxScorer
+from ..training.registry import INTERVAL_FILE
 from .manifests import ManifestError
 
 Contributions = Callable[[Mapping[str, float]], tuple[tuple[str, float], ...]]
@@ -53,6 +55,17 @@ def contributions_of(path: Path) -> Contributions | None:
         return tuple(top_k_named(table.contributions(row), names, 5)[0])
 
     return top5
+
+
+def interval_of(path: Path) -> ProbabilityInterval | None:
+    """The p_up interval table the research pipeline wrote beside the model (``interval.json``); None for an
+    artifact without one (trained before it existed: its signals keep NaN bounds)."""
+    if not path.is_file():
+        return None
+    try:
+        return ProbabilityInterval.from_dict(json.loads(path.read_text()))
+    except (ValueError, json.JSONDecodeError) as exc:
+        raise ManifestError(f"{path}: {exc}") from None
 
 
 def artifact_path(uri: str, home: Path) -> Path:
@@ -102,7 +115,8 @@ def load_family(family: str, versions: dict[str, ModelVersionSpec], home: Path) 
             role, weight = "canary", pct / 100.0
         else:
             role, weight = "shadow", 0.0
-        models.append(RoutedModel(version=name, role=role, weight=weight, scorer=scorer))
+        interval = interval_of(path.parent / INTERVAL_FILE)
+        models.append(RoutedModel(version=name, role=role, weight=weight, scorer=scorer, interval=interval))
         artifacts[name] = digest
         roles[name] = role
     if not stable_names:

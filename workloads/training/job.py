@@ -35,7 +35,13 @@ from tradeplane.api.v1alpha1._base import NAME_PATTERN
 from tradeplane.api.validation import format_loc, validate_object
 
 from ...engine import metrics as m
-from ...engine.calibration import IsotonicCalibrator, PlattCalibrator, fit_isotonic, fit_platt
+from ...engine.calibration import (
+    IsotonicCalibrator,
+    PlattCalibrator,
+    fit_isotonic,
+    fit_platt,
+    fit_probability_interval,
+)
 from ...engine.costs import fee_schedule
 from ...engine.models.contributions import fit_contribution_table, offline_contributions, top_k, top_k_named
 from ...engine.models.datasets import Dataset, LabelSpec, kline_dataset, resolve_feature_names
@@ -47,7 +53,15 @@ from ...engine.models.oof import OutOfFold, out_of_fold
 from ...engine.models.search import SearchResult, SearchSpace, random_search
 from ...engine.splits import Split, walk_forward
 from .data import TrainingData, load_training_data
-from .registry import MODEL_FILE, modelversion_manifest, sha256_file, write_index, write_json, write_modelversion
+from .registry import (
+    INTERVAL_FILE,
+    MODEL_FILE,
+    modelversion_manifest,
+    sha256_file,
+    write_index,
+    write_json,
+    write_modelversion,
+)
 from .report import FoldRow, ReportData, write_report
 
 FloatArray = npt.NDArray[np.float64]
@@ -348,6 +362,7 @@ def run_training(cfg: TrainConfig, progress: Progress = lambda msg: None) -> Tra
     booster.save_model(str(out / "model.lgb.txt"))
     write_json(out / "calibrator.json", _calibrator_dict(calibrator))
     write_json(out / "contributions.json", table.to_dict())
+    write_json(out / INTERVAL_FILE, fit_probability_interval(p_oof).to_dict())
     write_json(out / "metrics.json", metrics_all)
     lineage = {
         "files": data.files,
@@ -414,6 +429,7 @@ def run_training(cfg: TrainConfig, progress: Progress = lambda msg: None) -> Tra
         "model.lgb.txt",
         "calibrator.json",
         "contributions.json",
+        INTERVAL_FILE,
         "metrics.json",
         "lineage.json",
         "modelversion.yaml",

@@ -8,7 +8,7 @@ carries the ONNX file's sha256 exactly as the API requires.
 
 Layout (``docs/research.md``)::
 
-    model.onnx  model.lgb.txt  calibrator.json  contributions.json  metrics.json  lineage.json
+    model.onnx  model.lgb.txt  calibrator.json  contributions.json  interval.json  metrics.json  lineage.json
     artifact.json  modelversion.yaml  report.html  *.png
 """
 
@@ -32,6 +32,8 @@ from ...engine.models.onnx_scorer import OnnxScorer
 SCHEMA_VERSION: Final = 1
 ARTIFACT_INDEX: Final = "artifact.json"
 MODEL_FILE: Final = "model.onnx"
+INTERVAL_FILE: Final = "interval.json"
+"""The calibration evidence behind each decision's p_low/p_high (engine.calibration.ProbabilityInterval)."""
 API_VERSION: Final = "tradeplane.io/v1alpha1"
 
 #: Keys of metrics.json's hold-out section that map onto ModelVersion.spec.metrics (camelCase on the wire).

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from tradeplane.cli import app
 from tradeplane.engine import metrics
-from tradeplane.engine.calibration import fit_isotonic
+from tradeplane.engine.calibration import ProbabilityInterval, fit_isotonic
 from tradeplane.engine.models.datasets import FEATURE_SETS, Dataset, LabelSpec, kline_dataset
 from tradeplane.engine.models.gbm import GbmParams, fit_gbm, predict_gbm
 from tradeplane.engine.models.oof import out_of_fold
@@ -62,6 +62,7 @@ def test_train_writes_every_artifact_with_matching_hashes(trained: tuple[Path, s
         "model.lgb.txt",
         "calibrator.json",
         "contributions.json",
+        "interval.json",
         "metrics.json",
         "lineage.json",
         "artifact.json",
@@ -104,6 +105,11 @@ def test_metrics_are_honest_and_the_export_matches(trained: tuple[Path, str]) ->
     # calibration fitted on OOF only; on the untouched hold-out (2.9k samples, ~2.5 pp noise per decile) it
     # stays near the 5 pp target (4.4 pp on the pooled 20-trial run, docs/benchmarks.md)
     assert hold["max_calibration_error_pp"] < 8.0
+    # the p_up interval table covers every out-of-fold sample in equal-count buckets
+    interval = ProbabilityInterval.from_dict(json.loads((out / "interval.json").read_text()))
+    assert sum(interval.counts) == m["samples"]["out_of_fold"]
+    lo, hi = interval.bounds(0.55)
+    assert 0.0 < lo < 0.55 < hi < 1.0
     lineage = json.loads((out / "lineage.json").read_text())
     kinds = {f["kind"]: f for f in lineage["files"]}
     assert kinds["klines"]["rows"] == 73_139 and kinds["klines"]["symbol"] == "BTCUSDT"
