@@ -221,7 +221,8 @@ class DeskRuntime:
             return False
         if record is not None:
             record()
-        pid = ctx.execute(inst.id, side, qty, style, twap=s.twap(qty * mid) if style == "twap" else None)
+        pid = ctx.execute(inst.id, side, qty, style, twap=s.twap(qty * mid) if style == "twap" else None,
+                          routing=s.routing, theta=s.spec.execution.maker_fill_ratio_floor)  # fmt: skip
         coid = client_order_id(intent_id, leg)
         risk.record_order(req, key=coid)
         p = _Parent(s, inst, intent_id, leg, coid, side, qty, reduce_only, style, now)

@@ -194,6 +194,8 @@ class ExecutionDesk:
         self._vwap_num = np.zeros(64)  # Σ qty·px per parent
         self._reported = np.zeros(64)  # Σ filled of settled children per the venue's reports
         self._owner: dict[int, int] = {}  # child order id → parent row, kept for fills that trail the report
+        self._routing: dict[int, RoutingTable] = {}  # parent row → its own routing table (else the config's)
+        self._theta: dict[int, float] = {}  # parent row → its own degrade threshold (else the config's)
 
     # --- parents ---------------------------------------------------------------------------------------------
 
@@ -207,9 +209,17 @@ class ExecutionDesk:
         *,
         style: int = STYLE_MAKER_THEN_TAKER,
         twap: TwapSpec | None = None,
+        routing: RoutingTable | None = None,
+        theta: float | None = None,
     ) -> int:
         """Accept a parent at local time ``now``; returns its ``parent_id``. Children go out on the next
-        :meth:`on_step` (at ``now`` for a first slice due now)."""
+        :meth:`on_step` (at ``now`` for a first slice due now).
+
+        ``routing`` and ``theta`` override the desk's :class:`ExecutorConfig` for this parent: strategies
+        sharing one account (one desk) keep their own maker waits, slicing and degrade threshold, while the
+        maker fill ratio θ is compared against stays the account's (it measures how our posts fill here)."""
+        if theta is not None and not 0 <= theta <= 1:
+            raise ValueError(f"theta must be in [0, 1], got {theta!r}")
         if side not in (BUY, SELL):
             raise ValueError(f"side must be BUY (1) or SELL (-1), got {side!r}")
         if symbol not in self.lots or symbol not in self.ticks:
@@ -229,7 +239,11 @@ class ExecutionDesk:
         p["parent_id"], p["symbol"], p["side"], p["style"], p["status"] = row + 1, symbol, side, style, PARENT_WORKING
         p["qty"], p["vwap"], p["mid_at_send"], p["notional"] = units * lot, math.nan, mid, units * lot * mid
         p["slippage_bps"], p["cost_bps"], p["send_ts"] = math.nan, math.nan, now
-        self._slices[row] = deque(self._schedule(now, units, lot, style, float(p["notional"]), twap))
+        if routing is not None:
+            self._routing[row] = routing
+        if theta is not None:
+            self._theta[row] = theta
+        self._slices[row] = deque(self._schedule(row, now, units, lot, style, float(p["notional"]), twap))
         self._open_children[row] = set()
         self._working.add(row)
         return row + 1
@@ -242,12 +256,12 @@ class ExecutionDesk:
         self._n += 1
         return self._n - 1
 
-    def _schedule(self, now: int, units: int, lot: float, style: int, notional: float,
+    def _schedule(self, row: int, now: int, units: int, lot: float, style: int, notional: float,
                   twap: TwapSpec | None) -> list[_Slice]:  # fmt: skip
         if style == STYLE_IMMEDIATE:
             return [_Slice(now, units * lot, False, 0)]
         if style == STYLE_MAKER_THEN_TAKER:
-            route = self.config.routing.route_for(notional if math.isfinite(notional) else 0.0)
+            route = self._routing.get(row, self.config.routing).route_for(notional if math.isfinite(notional) else 0.0)
             n, step, wait, offsets = route.slices, route.interval_ns, route.wait_ns, None
             maker = True
         else:
@@ -319,7 +333,7 @@ class ExecutionDesk:
             while todo and todo[0].due <= now:
                 s = todo.popleft()
                 maker = s.maker
-                if maker and self._degraded(now):
+                if maker and self._degraded(now, row):
                     maker = False
                     self._parents[row]["degraded"] = 1
                 self._send(row, s.qty, maker, s.wait_ns, now, touch, submit)
@@ -420,9 +434,10 @@ class ExecutionDesk:
         posted = sum(a[1] for a in self._attempts)
         return sum(a[2] for a in self._attempts) / posted if posted > 0 else math.nan
 
-    def _degraded(self, now: int) -> bool:
+    def _degraded(self, now: int, row: int) -> bool:
         ratio = self.maker_fill_ratio(now)
-        return len(self._attempts) >= self.config.min_maker_attempts and ratio < self.config.theta
+        theta = self._theta.get(row, self.config.theta)
+        return len(self._attempts) >= self.config.min_maker_attempts and ratio < theta
 
     # --- inspection ------------------------------------------------------------------------------------------
 

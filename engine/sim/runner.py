@@ -38,6 +38,7 @@ from .matching import SEND_DTYPE, SimConfig, Simulator, Step, fast_constructor
 from .orders import CANCELED, EXPIRED, FILL_DTYPE, FILLED, GTC, LIMIT, MARKET, ORDER_DTYPE, REJECTED
 from .portfolio import EquityCurve, Portfolio, performance_metrics
 from .queue import QueueModel
+from .routing import RoutingTable
 from .result import MARK_DTYPE, BacktestResult
 
 Records = npt.NDArray[np.void]
@@ -176,11 +177,14 @@ class Context:
 
     # --- executors ----------------------------------------------------------------------------------------------
     def execute(self, symbol: int, side: int, qty: float, style: str = "maker_then_taker",
-                twap: TwapSpec | None = None) -> int:  # fmt: skip
-        """Hand a parent order to an executor (immediate, maker_then_taker, twap); returns the parent id."""
+                twap: TwapSpec | None = None, *, routing: RoutingTable | None = None,
+                theta: float | None = None) -> int:  # fmt: skip
+        """Hand a parent order to an executor (immediate, maker_then_taker, twap); returns the parent id.
+        ``routing``/``theta`` override the run's ExecutorConfig for this parent (one strategy's policy)."""
         if style not in _STYLES:
             raise ValueError(f"unknown executor style {style!r}; one of {', '.join(_STYLES)}")
-        return self.desk.start(self.now, symbol, side, qty, self.touch(symbol), style=_STYLES[style], twap=twap)
+        return self.desk.start(self.now, symbol, side, qty, self.touch(symbol), style=_STYLES[style], twap=twap,
+                               routing=routing, theta=theta)  # fmt: skip
 
     def cancel_parent(self, parent_id: int) -> None:
         self._queue(self.desk.cancel(self.now, parent_id))

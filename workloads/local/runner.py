@@ -113,18 +113,17 @@ def build_desk(desk: Desk, home: Path, *, initial_balance: float, clock: Callabl
 def backtest_config(desk: DeskRuntime, instruments: list[Instrument], *, initial_balance: float,
                     seed: int) -> BacktestConfig:  # fmt: skip
     """The simulator configuration of a desk: contracts per instrument, the fastest decision tick as the
-    batch period; the desk has one executor, so it takes the lowest maker fill ratio floor of the strategies
-    and the first strategy's routing table (docs/strategy.md, Execution)."""
+    batch period. Every parent the desk sends carries its strategy's routing table and maker fill ratio
+    floor (docs/strategy.md, Execution), so the executor's own defaults only describe the account."""
     leverage = {i.id: 1.0 for i in instruments}
     for s in desk.strategies:
         for i in s.instruments:
             leverage[i.id] = max(leverage[i.id], float(s.spec.sizing.leverage))
-    theta = min(s.spec.execution.maker_fill_ratio_floor for s in desk.strategies)
     return BacktestConfig(
         contracts={i.id: i.contract(leverage=max(leverage[i.id], 1.0)) for i in instruments},
         initial_balance=initial_balance,
         batch_ms=float(min(s.spec.decision.tick_ms for s in desk.strategies)),
-        executor=ExecutorConfig(routing=desk.strategies[0].routing, theta=theta),
+        executor=ExecutorConfig(),
         seed=seed,
         top_levels=10,  # the book features read ten levels
     )

@@ -138,6 +138,29 @@ def test_low_maker_fill_ratio_degrades_to_market() -> None:
     assert third["type"] == O.MARKET and third["local_ts"] == s.sent_at[2]
 
 
+def test_each_parent_can_carry_its_own_routing_table_and_theta() -> None:
+    """Two strategies on one account: each parent waits and slices by its own table, and degrades by its own
+    θ against the account's maker fill ratio."""
+    fast = RoutingTable((Route(0.0, 300.0, slices=1),))  # wait 300 ms, never slice
+    cfg = ExecutorConfig(min_maker_attempts=2, theta=0.0)  # the account default never degrades
+    s = Script(
+        (1000, lambda c: c.execute(0, O.BUY, 1, routing=fast)),
+        (1000, lambda c: c.execute(0, O.BUY, 3)),  # the default table: 2 slices 600 ms apart, 2000 ms wait
+        (5000, lambda c: c.execute(0, O.BUY, 1)),  # θ = 0 (account default): stays maker
+        (5000, lambda c: c.execute(0, O.BUY, 1, theta=0.9)),  # this strategy's θ: degrades to market
+    )
+    res = run(finish(tape()), s, cfg)
+    first, second, third, fourth = res.parents
+    kids = children(res)
+    mine = kids[kids["order_id"] == kids["order_id"].min()][0]  # the first parent's maker child
+    cancel = res.reports[(res.reports["order_id"] == mine["order_id"]) & (res.reports["status"] == O.CANCELED)]
+    assert cancel["update_ts"][0] == s.sent_at[0] + 300 * MS + ENTRY  # its own 300 ms wait, not 1500
+    assert first["n_children"] == 2 and second["n_children"] == 4  # 1 maker + 1 taker vs 2 slices × 2
+    assert third["degraded"] == 0 and fourth["degraded"] == 1
+    with pytest.raises(ValueError, match="theta"):
+        run(finish(tape()), Script((1000, lambda c: c.execute(0, O.BUY, 1, theta=1.5))))
+
+
 def test_post_only_that_would_cross_is_reposted_at_the_new_touch() -> None:
     t = tape().diff(1012 * MS, bids={99.0: 0.0, 98.0: 0.0, 97.0: 0.0, 95.0: 5.0},
                     asks={101.0: 0.0, 102.0: 0.0, 104.0: 0.0, 99.0: 3.0})  # fmt: skip
