@@ -52,6 +52,28 @@ class BinanceSettings(_Section):
     testnet: bool = Field(default=True, description="Use Binance's testnet endpoints for orders.")
 
 
+class WorkloadSettings(_Section):
+    """One cluster workload process (``tradeplane workload NAME``): its HTTP port, probes and shutdown budget.
+
+    Env names follow the nesting: ``TRADEPLANE_WORKLOAD__HTTP_PORT``. ``options`` holds the workload's own
+    keys (``TRADEPLANE_WORKLOAD__OPTIONS__<KEY>`` or ``workload: {options: …}`` in the config file); each
+    workload validates them with its own model, so the operator can render one ConfigMap shape for all.
+    """
+
+    http_host: str = Field(default="0.0.0.0", description="Address of /healthz, /readyz and /metrics.")
+    http_port: int = Field(default=8080, ge=0, le=65535, description="Port of the HTTP endpoints; 0 picks a free one.")
+    strategy: str | None = Field(default=None, description="The Strategy this process serves; in every log line.")
+    heartbeat_timeout_s: float = Field(
+        default=30.0, gt=0, description="/healthz fails when the main loop has not completed a step for this long."
+    )
+    shutdown_deadline_s: float = Field(
+        default=25.0,
+        gt=0,
+        description="Budget from SIGTERM to exit for the shutdown hooks (under Kubernetes' 30 s grace period).",
+    )
+    options: dict[str, Any] = Field(default_factory=dict, description="Workload-specific keys.")
+
+
 class Settings(BaseSettings):
     """All settings of a tradeplane process. Nested keys use ``__`` in env names (``TRADEPLANE_KAFKA__…``)."""
 
@@ -68,6 +90,7 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     clickhouse: ClickHouseSettings = Field(default_factory=ClickHouseSettings)
     binance: BinanceSettings = Field(default_factory=BinanceSettings)
+    workload: WorkloadSettings = Field(default_factory=WorkloadSettings)
 
     @classmethod
     def settings_customise_sources(

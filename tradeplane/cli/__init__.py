@@ -18,6 +18,7 @@ from .replay_cmd import replay
 from .run_cmd import demo, run
 from .train_cmd import train
 from .validate_cmd import validate
+from .workload_cmd import workload
 
 app = typer.Typer(
     name="tradeplane",
@@ -34,6 +35,7 @@ app.command("train")(train)
 app.command("backtest")(backtest)
 app.command("run")(run)
 app.command("demo")(demo)
+app.command("workload")(workload)
 app.add_typer(config_app, name="config")
 
 
