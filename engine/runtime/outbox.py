@@ -3,7 +3,7 @@
 Why an outbox instead of callbacks into I/O: the desk runtime stays pure (the backtester runs it with no
 bus and no store), and the local runner drains the outbox after each batch onto the in-process bus, from
 where the sink, the audit writer and the progress display read. Each record is a plain dict with the
-column names of the store's tables (sql/local), so nothing is renamed on the way out.
+column names of the store's tables (sql/runtime), so nothing is renamed on the way out.
 """
 
 from __future__ import annotations

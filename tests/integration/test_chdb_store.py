@@ -24,19 +24,20 @@ from tests.unit.workloads.test_codec import INTENT, SIGNAL, SKIPPED, assert_same
 from tradeplane.workloads.codec import audit_record
 from tradeplane.workloads.store import Store, StoreError, StoreLockedError, TableWriter, rows_of
 from tradeplane.workloads.store.chdb_store import ChdbStore, arrow_type
-from tradeplane.workloads.store.migrations import MIGRATIONS_TABLE, SQL_DIR
+from tradeplane.workloads.store.migrations import MIGRATIONS_TABLE, SQL_DIR, discover
 from tradeplane.workloads.store.rows import audit_row, intent_row, signal_from_row, signal_row
 
 NS = 1_000_000_000
 T0 = 1_722_470_400 * NS + 123_456_789  # 2024-08-01, with nanoseconds that must survive
 NAN = math.nan
+VERSIONS = [m.version for m in discover(SQL_DIR)]  # sql/runtime: 001 runtime tables, then market data, ...
 
 
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[ChdbStore]:
     s = ChdbStore(tmp_path / "store")
     try:
-        assert s.migrate() == ["001"]
+        assert s.migrate() == VERSIONS
         yield s
     finally:
         s.close()
@@ -205,7 +206,7 @@ def test_data_and_migrations_persist_across_reopening(tmp_path: Path) -> None:
     path = tmp_path / "store"
     with ChdbStore(path) as s:
         as_protocol: Store = s  # mypy checks the structural match
-        assert as_protocol.migrate() == ["001"]
+        assert as_protocol.migrate() == VERSIONS
         assert s.migrate() == []  # idempotent: nothing applied twice
         s.insert("fills", ROWS["fills"])
     assert s.closed
@@ -213,7 +214,7 @@ def test_data_and_migrations_persist_across_reopening(tmp_path: Path) -> None:
         s.query("SELECT 1")
     with ChdbStore(path) as s2:
         assert s2.migrate() == []
-        assert s2.query(f"SELECT version FROM {MIGRATIONS_TABLE}")["version"].tolist() == ["001"]
+        assert s2.query(f"SELECT version FROM {MIGRATIONS_TABLE} ORDER BY version")["version"].tolist() == VERSIONS
         got = s2.query("SELECT trade_id, toUnixTimestamp64Nano(ts) AS ns FROM fills ORDER BY ts")
         assert got["trade_id"].tolist() == ["1001", "1002", "77"] and got["ns"].tolist() == TS.tolist()
 

@@ -1,9 +1,9 @@
-"""The store interface every adapter implements: embedded chDB now (:mod:`.chdb_store`), a ClickHouse
-server in issue 7.
+"""The store interface every adapter implements: embedded chDB (:mod:`.chdb_store`) and a ClickHouse server
+through clickhouse-driver (:mod:`.clickhouse_server`).
 
 Columnar on both sides, because the runtime produces rows in batches (:class:`~.writer.TableWriter`) and
 the reports read whole columns: ``insert`` takes ``{column: array or list}`` and ``query`` returns
-``{column: numpy array}``. Types follow the DDL in ``sql/local``: ``DateTime64`` columns accept int64
+``{column: numpy array}``. Types follow the DDL in ``sql/runtime``: ``DateTime64`` columns accept int64
 nanoseconds or ``datetime64[ns]`` and come back as ``datetime64[ns]`` (``.view("int64")`` gives ns);
 strings come back as object arrays of ``str``, ``Array(...)`` columns as object arrays of tuples.
 """
@@ -31,11 +31,20 @@ class StoreLockedError(StoreError):
     """The store's data path is already open (in another process, or another path in this process)."""
 
 
+class StoreUnavailableError(StoreError):
+    """The store could not be reached (or kept failing with errors that may pass) after bounded retries.
+
+    Retryable by definition: nothing of the failed operation is known to have been applied twice, and the
+    caller (a sink) should keep the rows, back off and try again later, rather than drop or dead-letter
+    them. A :class:`StoreError` that is not this one is a permanent error (bad SQL, an unknown column).
+    """
+
+
 class Store(Protocol):
     """What the runtime needs from a store."""
 
     def migrate(self) -> list[str]:
-        """Apply the ``sql/local`` migrations not applied yet, in order; returns their versions (``[]`` when
+        """Apply the ``sql/runtime`` migrations not applied yet, in order; returns their versions (``[]`` when
         the store is up to date)."""
 
     def execute(self, sql: str) -> None:

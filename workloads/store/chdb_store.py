@@ -175,7 +175,7 @@ def _lock_holder(path: Path) -> str | None:
 class ChdbStore:
     """A persistent chDB store at ``path`` (created if missing); see the module docstring.
 
-    ``sql_dir`` holds the migrations :meth:`migrate` applies (default: this checkout's ``sql/local``).
+    ``sql_dir`` holds the migrations :meth:`migrate` applies (default: this checkout's ``sql/runtime``).
     Use as a context manager or call :meth:`close`; only one can be open per process.
     """
 

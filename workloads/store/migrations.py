@@ -1,4 +1,4 @@
-"""Numbered SQL migrations (``sql/local/NNN_description.sql``), applied in order and recorded.
+"""Numbered SQL migrations (``sql/runtime/NNN_description.sql``), applied in order and recorded.
 
 Why a runner and not ``CREATE ... IF NOT EXISTS`` at every start: a schema changes over time (a column
 added in ``002_...``), and a store must know which changes it has, so an old store is brought up to date
@@ -8,6 +8,12 @@ immutable once applied: write a new one). Statements must be idempotent (``IF NO
 file that failed half-way is not recorded and runs again from its first statement.
 
 The runner needs only ``execute``, ``query`` and ``insert``, so it works for any :class:`~.base.Store`.
+Both backends apply the same directory (the local runner's chDB store and the cluster's ClickHouse server
+write the same tables, so their results compare). A store on an older server passes its
+:class:`~.dialect.Dialect`: each statement is rewritten for that server (codecs, TTL and settings it lacks
+left out, DateTime64 stored as Int64 nanoseconds; see :mod:`.dialect`) and a statement with nothing left
+for it is skipped. The sha256 recorded is always the file's own text, so the immutability check does not
+depend on the server a store runs on.
 """
 
 from __future__ import annotations
@@ -21,9 +27,10 @@ from pathlib import Path
 from typing import Final, Protocol
 
 from .base import Column, Columns, StoreError
+from .dialect import Dialect, rewrite
 
-SQL_DIR: Final = Path(__file__).resolve().parents[2] / "sql" / "local"
-"""The runtime migrations of this checkout (``sql/local``)."""
+SQL_DIR: Final = Path(__file__).resolve().parents[2] / "sql" / "runtime"
+"""The runtime migrations of this checkout (``sql/runtime``), applied by every store backend."""
 
 MIGRATIONS_TABLE: Final = "schema_migrations"
 
@@ -70,6 +77,8 @@ class Migration:
 def discover(sql_dir: Path = SQL_DIR) -> list[Migration]:
     """The migrations in ``sql_dir``, ordered by number. A ``.sql`` file not named ``NNN_name.sql`` or two
     files with the same number are a :class:`MigrationError`."""
+    if not Path(sql_dir).is_dir():
+        raise MigrationError(f"{sql_dir}: no such migrations directory")
     found: dict[int, Migration] = {}
     for path in sorted(Path(sql_dir).glob("*.sql")):
         m = _FILE_RE.fullmatch(path.name)
@@ -140,8 +149,11 @@ def applied_versions(store: Executor) -> dict[str, str]:
     return dict(zip(cols["version"].tolist(), cols["sha256"].tolist(), strict=True))
 
 
-def migrate(store: Executor, sql_dir: Path = SQL_DIR) -> list[str]:
+def migrate(store: Executor, sql_dir: Path = SQL_DIR, *, dialect: Dialect | None = None) -> list[str]:
     """Apply the migrations of ``sql_dir`` not recorded yet, in order; returns the versions applied.
+
+    ``dialect``: the server's (:func:`~.dialect.rewrite` adapts each statement to it); ``None`` runs the
+    statements as written (chDB, a current ClickHouse).
 
     Raises :class:`MigrationError` naming the file when a recorded file changed, or when a statement fails
     (earlier files stay applied and recorded; the failed one is not recorded).
@@ -157,8 +169,11 @@ def migrate(store: Executor, sql_dir: Path = SQL_DIR) -> list[str]:
                 )
             continue
         for k, stmt in enumerate(mig.statements, start=1):
+            text = stmt if dialect is None else rewrite(stmt, dialect)
+            if text is None:  # nothing of it exists on this server (e.g. a setting it lacks)
+                continue
             try:
-                store.execute(stmt)
+                store.execute(text)
             except StoreError as exc:
                 head = " ".join(stmt.split())[:80]
                 raise MigrationError(f"{mig.path}: statement {k} failed ({head}…): {exc}") from exc

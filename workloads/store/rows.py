@@ -1,7 +1,7 @@
 """Rows of the ``signals``, ``intents`` and ``audit`` tables from the engine's records.
 
 The mapping from a dataclass to its table lives here, next to the DDL's users, so the runtime writes
-``writer.append_row(signal_row(signal))`` and a column renamed in ``sql/local`` breaks one function (and
+``writer.append_row(signal_row(signal))`` and a column renamed in ``sql/runtime`` breaks one function (and
 its test) rather than every caller. ``ts`` is the record's ``exchange_ts`` (int64 ns; the store converts
 it to ``DateTime64(9, 'UTC')``).
 """
