@@ -67,48 +67,80 @@ def walk_book(
 
 @dataclass(frozen=True)
 class SlippageQuantiles:
-    """Slippage (bps) quantiles per notional bucket, fitted from replayed trades."""
+    """Empirical one-way taker slippage (bps) per notional bucket, at any quantile (``fit_slippage_quantiles``).
+
+    The table keeps each bucket's samples, sorted, so every quantile is exact (numpy's default linear
+    interpolation between order statistics): ``samples_bps[offsets[b]:offsets[b + 1]]`` are bucket b's. A
+    strategy's ``slippageQuantile`` can be any value in (0, 1) and needs no refit.
+    """
 
     edges_usdt: FloatArray  #: bucket lower edges, ascending; bucket i covers [edges[i], edges[i+1])
-    q025: FloatArray
-    q50: FloatArray
-    q975: FloatArray
-    count: npt.NDArray[np.int64]
+    samples_bps: FloatArray  #: finite samples grouped by bucket, ascending within each bucket
+    offsets: npt.NDArray[np.int64]  #: len(edges) + 1 bounds of each bucket's run in ``samples_bps``
+
+    @property
+    def count(self) -> npt.NDArray[np.int64]:
+        """Samples per bucket."""
+        return np.diff(self.offsets)
+
+    def at(self, q: float, min_count: int = 1) -> FloatArray:
+        """Slippage at quantile ``q`` ∈ [0, 1] of each bucket: ``np.quantile`` of its samples, bit for bit;
+        NaN for a bucket with fewer than ``min_count`` samples (no borrowing: the caller decides)."""
+        if not 0.0 <= q <= 1.0:
+            raise ValueError(f"quantile must be within [0, 1], got {q}")
+        out = np.full(len(self.edges_usdt), np.nan)
+        o = self.offsets.tolist()
+        for b in range(len(out)):
+            if o[b + 1] - o[b] >= max(min_count, 1):
+                out[b] = np.quantile(self.samples_bps[o[b] : o[b + 1]], q)
+        return out
+
+    def _borrowed(self, q: float) -> FloatArray:
+        """:meth:`at` with every empty bucket holding the next smaller non-empty bucket's value."""
+        v = self.at(q)
+        for b in range(1, len(v)):
+            if v[b] != v[b]:
+                v[b] = v[b - 1]
+        return v
+
+    @property
+    def q025(self) -> FloatArray:
+        return self._borrowed(0.025)
+
+    @property
+    def q50(self) -> FloatArray:
+        return self._borrowed(0.5)
+
+    @property
+    def q975(self) -> FloatArray:
+        return self._borrowed(0.975)
 
     def quantile(self, notional_usdt: npt.ArrayLike, which: float = 0.5) -> FloatArray:
-        """Slippage for orders of the given notional at quantile 0.025, 0.5 or 0.975."""
-        table = {0.025: self.q025, 0.5: self.q50, 0.975: self.q975}.get(which)
-        if table is None:
-            raise ValueError(f"quantile must be 0.025, 0.5 or 0.975, got {which}")
+        """Slippage for orders of the given notional at quantile ``which`` ∈ [0, 1]; an empty bucket borrows
+        the next smaller non-empty bucket's value (optimistic for sizes never observed; ``count`` says so)."""
         i = np.clip(np.searchsorted(self.edges_usdt, np.asarray(notional_usdt, dtype=np.float64), "right") - 1,
                     0, len(self.edges_usdt) - 1)  # fmt: skip
-        return np.asarray(table[i])
+        return np.asarray(self._borrowed(which)[i])
 
 
 def fit_slippage_quantiles(
     notional_usdt: npt.ArrayLike, slippage_bps: npt.ArrayLike, edges_usdt: npt.ArrayLike
 ) -> SlippageQuantiles:
-    """Empirical 2.5/50/97.5 % slippage per notional bucket (e.g. taker trades vs the mid just before).
-
-    An empty bucket borrows the next smaller non-empty bucket's values (slippage grows with size, so this
-    is optimistic only for sizes never observed; the count says so).
-    """
+    """Empirical slippage per notional bucket (e.g. taker orders vs the mid just before them), queryable at
+    any quantile. Samples with a non-finite slippage, or a notional below ``edges[0]`` (or NaN), are left
+    out. The result depends on the samples as a multiset only, not on their order."""
     n = np.asarray(notional_usdt, dtype=np.float64)
     s = np.asarray(slippage_bps, dtype=np.float64)
     edges = np.asarray(edges_usdt, dtype=np.float64)
     if n.shape != s.shape or edges.ndim != 1 or len(edges) == 0 or np.any(np.diff(edges) <= 0):
         raise ValueError("notional and slippage must be equally long; edges must be 1-D and strictly ascending")
-    idx = np.searchsorted(edges, n, "right") - 1
-    out = np.full((3, len(edges)), np.nan)
-    count = np.zeros(len(edges), dtype=np.int64)
-    for b in range(len(edges)):
-        sel = s[(idx == b) & np.isfinite(s)]
-        count[b] = len(sel)
-        if len(sel):
-            out[:, b] = np.quantile(sel, [0.025, 0.5, 0.975])
-        elif b > 0:
-            out[:, b] = out[:, b - 1]
-    return SlippageQuantiles(edges, out[0], out[1], out[2], count)
+    keep = np.isfinite(s) & (n >= edges[0])
+    idx = np.searchsorted(edges, n[keep], "right") - 1
+    s = s[keep]
+    order = np.lexsort((s, idx))
+    offsets = np.zeros(len(edges) + 1, dtype=np.int64)
+    np.cumsum(np.bincount(idx, minlength=len(edges)), out=offsets[1:])
+    return SlippageQuantiles(edges, s[order], offsets)
 
 
 def funding_cost_bps(funding_rate: npt.ArrayLike, horizon_s: float, direction: npt.ArrayLike) -> FloatArray:

@@ -26,6 +26,7 @@ from tradeplane.engine.decision.types import (
     QUALITY_DATA_DEGRADED,
     QUALITY_MODEL_DEGRADED,
     QUALITY_SHADOW_ERROR,
+    QUALITY_SLIPPAGE_PROXY,
     Intent,
     Signal,
 )
@@ -42,6 +43,7 @@ QUALITY_FLAG_NAMES: Final[Mapping[int, str]] = {
     QUALITY_DATA_DEGRADED: "DATA_DEGRADED",
     QUALITY_MODEL_DEGRADED: "MODEL_DEGRADED",
     QUALITY_SHADOW_ERROR: "SHADOW_ERROR",
+    QUALITY_SLIPPAGE_PROXY: "SLIPPAGE_PROXY",
 }
 """Name of each ``Signal.quality_flags`` bit; an unknown bit ``b`` reads ``BIT_<b>`` (never an error)."""
 

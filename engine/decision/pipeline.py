@@ -17,9 +17,14 @@ Order (each step can skip with exactly one reason code, engine/decision/reasons.
    - *fees*: entry and exit legs via ``round_trip_cost`` (priced once per config revision, it is linear):
      a maker-first execution policy (maker-then-taker) pays maker on entry, every other policy taker; the
      exit is always a taker leg (a stop or take-profit that triggers, or a flatten, takes liquidity);
-   - *slippage*: half the quoted spread per taker leg. This is the cost of crossing the touch, a proxy for
-     the fitted slippage quantile (``slippageQuantile``) until a fitted table is wired in; it is exact for an
-     order that fits in the best level, which the depth gate makes the usual case;
+   - *slippage*, per taker leg: the fitted one-way slippage of the order's notional bucket at the strategy's
+     ``slippageQuantile`` (``MarketState.slippage_edges_usdt``/``slippage_bps``, fitted online from the
+     feed's taker orders against the mid before them, engine/runtime/slippage.py). The notional is estimated
+     as sizing does before rounding: ``marginBaseUsdt`` × the step-5 multiplier × leverage (1 on spot). When
+     the bucket is not trusted (NaN: too few samples, nothing fitted yet, or below the first edge), half the
+     quoted spread is charged instead, the cost of crossing the touch, and the signal carries
+     ``QUALITY_SLIPPAGE_PROXY``; a state without a table (no edges) charges the same proxy unflagged. The
+     lookup is a ``bisect`` on a tuple of floats;
    - *funding*: futures with ``includeFunding`` only, ``funding_cost_bps`` over the horizon in the entry
      direction (a receipt is a negative cost; its per-unit-rate value is priced once per revision);
      nothing when the rate is unknown (NaN).
@@ -51,6 +56,7 @@ revisions.
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
 from collections.abc import Callable, Mapping
 
 from . import reasons
@@ -67,6 +73,7 @@ from .types import (
     QUALITY_DATA_DEGRADED,
     QUALITY_MODEL_DEGRADED,
     QUALITY_SHADOW_ERROR,
+    QUALITY_SLIPPAGE_PROXY,
     RULES_FALLBACK,
     SHORT,
     SKIP,
@@ -251,7 +258,14 @@ def _run(
 
     # 6. cost
     w.fee = cfg.round_trip_fee_bps
-    w.slippage = cfg.taker_legs * 0.5 * state.spread_bps
+    edges = state.slippage_edges_usdt
+    one_way = _NAN
+    if edges:  # the fitted quantile of this order's notional bucket, NaN when the bucket is not trusted
+        i = bisect_right(edges, sizing.margin_base_usdt * mult * sizing.leverage) - 1
+        one_way = state.slippage_bps[i] if i >= 0 else _NAN
+        if one_way != one_way:
+            w.flags |= QUALITY_SLIPPAGE_PROXY
+    w.slippage = cfg.taker_legs * (one_way if one_way == one_way else 0.5 * state.spread_bps)
     rate = state.next_funding_rate
     w.funding = side * rate * cfg.funding_bps_per_rate if rate == rate and cfg.funding_bps_per_rate else 0.0
     w.cost = cost = w.fee + w.slippage + w.funding

@@ -27,6 +27,9 @@ RULES_FALLBACK: Final = "rules-fallback"
 QUALITY_DATA_DEGRADED: Final = 1
 QUALITY_MODEL_DEGRADED: Final = 2
 QUALITY_SHADOW_ERROR: Final = 4
+#: A fitted slippage table was given (``MarketState.slippage_edges_usdt``) but its bucket for the order's
+#: notional is not trusted (too few samples, or none fitted yet): the cost charged the half-spread proxy.
+QUALITY_SLIPPAGE_PROXY: Final = 8
 
 _BPS = 1e4
 
@@ -50,6 +53,11 @@ class MarketState:
     next_funding_rate: float  #: fraction per 8 h; NaN on spot or when unknown
     data_ok: bool  #: book synced, not degraded, fresh
     atr: float  #: quote per base, ATR scaled to the holding horizon (typical move); NaN when not warmed up
+    #: The one-way taker slippage fitted for this instrument at the strategy's ``slippageQuantile``
+    #: (engine/runtime/slippage.py): notional bucket lower edges in USDT, ascending, and the slippage in bps of
+    #: each bucket, NaN where the bucket is not trusted. Empty: no fitted table, the cost charges half the spread.
+    slippage_edges_usdt: tuple[float, ...] = ()
+    slippage_bps: tuple[float, ...] = ()
 
     @property
     def mid(self) -> float:

@@ -57,3 +57,15 @@ ALL: Final[tuple[str, ...]] = tuple(DESCRIPTIONS)
 
 #: The codes that come from a circuit breaker (entries stop; exits still pass).
 BREAKERS: Final[tuple[str, ...]] = (BREAKER_INGEST_LAG, BREAKER_FEED_GAP, BREAKER_DECISION_LATENCY, BREAKER_DRAWDOWN)
+
+# --- desk events -------------------------------------------------------------------------------------------------
+#: The desk's reconciler found its books and the venue disagreeing (``risk_events`` row, phase unchanged). Not a
+#: rejection nor a phase change, so not part of :data:`ALL` (the risk engine's codes); the docs table lists it too.
+RECONCILE_MISMATCH: Final = "RECONCILE_MISMATCH"
+
+#: Codes the desk runtime records in ``risk_events`` besides the risk engine's transitions.
+DESK_EVENTS: Final[dict[str, str]] = {
+    RECONCILE_MISMATCH: "a desk event, phase unchanged: the reconciler found the trade books and the venue "
+    "disagreeing (missed fills adopted, orders cancelled, positions flattened or trades closed per the orphan "
+    "policy; details in the event)",
+}

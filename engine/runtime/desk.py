@@ -9,7 +9,9 @@ Per batch, in this order (each step sees what the previous one produced):
 
 1. market view: book tops, book features, closed bars and their features (one feature engine for the desk);
 2. executions: fills and final states of the parents the strategies sent, as deltas of the executors'
-   parent records, into the trade books and the risk budgets;
+   parent records, into the trade books and the risk budgets; at the first batch and then every
+   ``reconcile_every_s``, reconciliation of each account's books with the venue's orders and positions
+   (:meth:`DeskRuntime._reconcile`);
 3. risk: marks, breaker inputs and the continuous checks; a halt cancels working orders at once and, with
    the flatten policy, closes positions;
 4. per strategy on its decision tick: position management of open trades, then one decision per symbol
@@ -24,6 +26,7 @@ bit-for-bit identical; ``time.perf_counter_ns`` in the local runner).
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -33,22 +36,38 @@ import numpy as np
 from ..decision.pipeline import decide
 from ..decision.types import LONG, Intent, MarketState
 from ..risk.engine import OrderRequest, RiskEngine
-from ..sim.executors import PARENT_CANCELED, PARENT_FILLED, PARENT_PARTIAL, PARENT_STATUS_NAMES, PARENT_WORKING
+from ..risk.reasons import RECONCILE_MISMATCH
+from ..sim.executors import (
+    PARENT_CANCELED,
+    PARENT_FILLED,
+    PARENT_PARTIAL,
+    PARENT_STATUS_NAMES,
+    PARENT_WORKING,
+    STYLE_NAMES,
+)
 from ..sim.portfolio import equity as symbol_equity
 from ..sim.runner import Context, MarketBatch
-from ..trading.ids import ADD_LEGS, EXIT, PARTIAL, client_order_id
+from ..trading.ids import ADD_LEGS, EXIT, FLATTEN, OPENING_LEGS, PARTIAL, client_order_id, parse_client_order_id
 from ..trading.lifecycle import Trade, TradeState
 from ..trading.management import ADD_ON, CLOSE, MOVE_STOP, PARTIAL_CLOSE, ManagementAction, apply_action, manage
+from ..trading.reconcile import OrphanPolicy, ReconcileReport, apply_report, reconcile
 from .instruments import Instrument
 from .market import MarketView, clock_for
 from .outbox import Outbox
 from .strategy import StrategyRuntime
+from .venue_state import settled, venue_orders, venue_positions
 
 _NS_PER_S = 1_000_000_000
 _NS_PER_MS = 1_000_000
 #: executor parent status → the venue's order status the store and the trade book speak
 _VENUE_STATUS = {PARENT_FILLED: "FILLED", PARENT_PARTIAL: "EXPIRED", PARENT_CANCELED: "CANCELED"}
 _STATUS_OF = {v: k for k, v in _VENUE_STATUS.items()}
+#: Seconds of local time between reconciliations (the first is at the first batch). The Strategy spec names
+#: neither an interval nor an orphan policy, so both are desk settings (``DeskRuntime(reconcile_every_s=…,
+#: orphan_policy=…)``).
+RECONCILE_EVERY_S = 30.0
+#: Reconcile reports a desk keeps for inspection (the newest).
+RECONCILE_HISTORY = 1_000
 
 
 def _no_clock() -> int:
@@ -88,6 +107,9 @@ class DeskRuntime:
         clock: Callable[[], int] = _no_clock,
         equity_every_ms: int = 1_000,
         on_drain: Callable[[Outbox], None] | None = None,
+        orphan_policy: OrphanPolicy = OrphanPolicy.RECLAIM_IF_SAFE,
+        reconcile_every_s: float = RECONCILE_EVERY_S,
+        venue_order_ids: dict[int, str] | None = None,
     ) -> None:
         missing = sorted({s.budget for s in strategies} - set(budgets))
         if missing:
@@ -112,6 +134,17 @@ class DeskRuntime:
         self.decisions = 0
         self.batches = 0
         self.now = 0  #: local time of the last batch
+        if not reconcile_every_s > 0:
+            raise ValueError(f"reconcile_every_s must be > 0, got {reconcile_every_s}")
+        self.orphan_policy = OrphanPolicy(orphan_policy)
+        self._reconcile_ns = round(reconcile_every_s * _NS_PER_S)
+        self._next_reconcile = 0
+        #: parent id → the client order id it was sent under: what the venue knows of our orders. Share it with
+        #: a desk restarted over the same venue (crash recovery), as a real venue keeps its orders' ids.
+        self.venue_order_ids: dict[int, str] = {} if venue_order_ids is None else venue_order_ids
+        self._reconcile_flattens: set[int] = set()  # parents of flattens the reconciler sent, while working
+        self.reconciles = 0
+        self.reconcile_reports: deque[tuple[int, str, ReconcileReport]] = deque(maxlen=RECONCILE_HISTORY)
 
     # --- the backtester's Strategy protocol -----------------------------------------------------------------
     def on_batch(self, ctx: Context, batch: MarketBatch) -> None:
@@ -120,6 +153,8 @@ class DeskRuntime:
         self.batches += 1
         self.view.update(batch.events, batch.tops)
         self._book_executions(ctx, now)
+        if now >= self._next_reconcile:
+            self._reconcile(ctx, now)
         self._watch_risk(ctx, now)
         for s in self.strategies:
             if now < s.next_tick:
@@ -228,8 +263,165 @@ class DeskRuntime:
         p = _Parent(s, inst, intent_id, leg, coid, side, qty, reduce_only, style, now)
         self._parents[pid] = p
         s.parents[pid] = coid
+        self.venue_order_ids[pid] = coid
         self.outbox.orders.append(self._order_row(p, now, "NEW"))
         return True
+
+    # --- reconciliation ---------------------------------------------------------------------------------------
+    def _accounts(self) -> dict[str, list[StrategyRuntime]]:
+        """Strategies by venue: a venue is one account, reconciled over the books of every strategy on it."""
+        out: dict[str, list[StrategyRuntime]] = {}
+        for s in self.strategies:
+            for venue in dict.fromkeys(i.venue for i in s.instruments):
+                out.setdefault(venue, []).append(s)
+        return out
+
+    def _reconcile(self, ctx: Context, now: int) -> None:
+        """Compare each account's venue state (:mod:`.venue_state`: our orders, open and final since the last
+        round, and the positions) with the books of its strategies under :attr:`orphan_policy`, and act on a
+        report that is not clean. An account whose reconcile flatten is still working waits for the next round
+        (its position is moving). Runs right after the executions are booked, so in a normal run the books and
+        the venue agree and nothing happens."""
+        self._next_reconcile = now + self._reconcile_ns
+        self._reconcile_flattens &= self._parents.keys()
+        moving = {self._parents[pid].instrument.venue for pid in self._reconcile_flattens}
+        parents = ctx.desk.parents
+        seen: list[int] = []
+        for venue, strategies in self._accounts().items():
+            if venue in moving:
+                continue
+            insts = list({i.id: i for s in strategies for i in s.instruments}.values())
+            orders = venue_orders(parents, self.venue_order_ids, insts)
+            positions = venue_positions(ctx.portfolio.acct, insts)
+            report = reconcile([s.trades for s in strategies], orders, positions, self.orphan_policy)
+            self.reconciles += 1
+            self.reconcile_reports.append((now, venue, report))
+            if not report.clean:
+                self._act_on_report(ctx, venue, strategies, report, now)
+            self._take_over(ctx, strategies, insts, parents, set(report.cancel))
+            here = {i.id for i in insts}
+            seen += [p for p in self.venue_order_ids if p <= len(parents) and int(parents[p - 1]["symbol"]) in here]
+        for pid in settled(parents, seen):  # reported final once, and nothing more can fill: no need to list again
+            if pid not in self._parents:
+                del self.venue_order_ids[pid]
+
+    def _act_on_report(self, ctx: Context, venue: str, strategies: list[StrategyRuntime], report: ReconcileReport,
+                       now: int) -> None:  # fmt: skip
+        """Carry out a report: the books take the venue's facts (:func:`apply_report`) and the risk ledgers with
+        them (missed fills as fills, positions the venue says are gone closed at the mark); the named orders are
+        cancelled, and so is every working parent of a trade that is now closed (the desk stops booking them:
+        a closed trade cannot take fills, the next round sees any); flattens go out through the order path; one
+        ``RECONCILE_MISMATCH`` risk event per budget records what was found and done."""
+        owner = {t.intent_id: s for s in strategies for t in s.trades.trades()}
+        was_open = {t.intent_id for s in strategies for t in s.trades.open_trades()}
+        touched = apply_report([s.trades for s in strategies], report, now)
+        flat = {sym for sym, _ in report.flatten}
+        for a in report.adopted:
+            if a.fill_qty > 0:
+                s = owner[a.intent_id]
+                t = s.trades.trade(a.intent_id)
+                assert t is not None
+                side = t.side if a.leg in OPENING_LEGS else -t.side
+                self.budgets[s.budget].on_fill(s.name, t.venue, t.symbol, side, a.fill_qty, a.price, 0.0, now,
+                                               leverage=s.config.sizing.leverage)  # fmt: skip
+        for t in touched:
+            s = owner[t.intent_id]
+            inst = next(i for i in s.instruments if i.symbol == t.symbol)
+            if t.intent_id in report.closed:  # closed as the venue says: PnL unseen, nothing for the streak
+                if t.symbol not in flat and t.filled_qty > 0:
+                    held = self.budgets[s.budget].ledger.position(s.name, t.venue, t.symbol)
+                    self._ledger_to(ctx, s, inst, held - t.signed_qty, now)
+            elif t.state is TradeState.CLOSED and t.intent_id in was_open:
+                self.budgets[s.budget].on_trade_closed(s.name, t.realized_pnl_usdt, now)
+            self._record_position(s, t, now)
+        cancel = set(report.cancel)
+        for pid, coid in list(self.venue_order_ids.items()):
+            p = self._parents.get(pid)
+            trade = p.strategy.trades.trade(p.intent_id) if p is not None else None
+            if coid in cancel or (trade is not None and not trade.is_open):
+                ctx.cancel_parent(pid)  # a no-op for a parent already final
+                if p is not None and (trade is None or not trade.is_open):
+                    self._detach(pid, now)
+        for sym, qty in report.flatten:
+            self._flatten_account(ctx, strategies, sym, qty, now)
+        fills = [f"{a.client_order_id} {a.fill_qty:g}@{a.price:g}" for a in report.adopted if a.fill_qty > 0]
+        detail = (f"{venue} {self.orphan_policy.value}: adopted fills {fills}; cancel {list(report.cancel)}; "
+                  f"flatten {list(report.flatten)}; closed {list(report.closed)}; "
+                  + "; ".join(report.mismatches))[:4000]  # fmt: skip
+        for budget in dict.fromkeys(s.budget for s in strategies):
+            phase = self.budgets[budget].phase
+            self.outbox.risk_events.append({"budget": budget, "ts": now, "from_phase": phase, "to_phase": phase,
+                                            "reason": RECONCILE_MISMATCH, "detail": detail})  # fmt: skip
+
+    def _detach(self, pid: int, now: int) -> None:
+        """Stop booking a cancelled parent (as if final now); its late fills show at the venue."""
+        p = self._parents.pop(pid)
+        s, inst = p.strategy, p.instrument
+        s.parents.pop(pid, None)
+        self.budgets[s.budget].order_done(s.name, inst.venue, inst.symbol, p.coid, now)
+        self.outbox.orders.append(self._order_row(p, now, "CANCELED"))
+
+    def _flatten_account(self, ctx: Context, strategies: list[StrategyRuntime], symbol: str, qty: float,
+                         now: int) -> None:  # fmt: skip
+        """Trade ``qty`` of ``symbol`` to take the account flat (a conservative reset): one reduce-only immediate
+        order under an intent id of the reconciler's own (no book knows it), sent for the first strategy on the
+        symbol. The risk ledgers first take the venue's position as that strategy's and the others' as flat, so
+        the order is an exit and its fills leave every ledger flat."""
+        charged = [s for s in strategies if any(i.symbol == symbol for i in s.instruments)]
+        if not charged:
+            return
+        s = charged[0]
+        inst = next(i for i in s.instruments if i.symbol == symbol)
+        for x in charged:
+            self._ledger_to(ctx, x, inst, -qty if x is s else 0.0, now)
+        intent_id = f"rc{inst.id}t{now:x}"
+        side = 1 if qty > 0 else -1
+        if self._send(ctx, s, inst, intent_id, FLATTEN, side, abs(qty), now, reduce_only=True, style="immediate"):
+            coid = client_order_id(intent_id, FLATTEN)
+            self._reconcile_flattens.update(pid for pid, p in self._parents.items() if p.coid == coid)
+
+    def _ledger_to(self, ctx: Context, s: StrategyRuntime, inst: Instrument, target: float, now: int) -> None:
+        """Move ``s``'s risk-ledger position in ``inst`` to ``target`` with a fee-less fill at the mark (a venue
+        fact the desk did not see fill by fill)."""
+        risk = self.budgets[s.budget]
+        held = risk.ledger.position(s.name, inst.venue, inst.symbol)
+        delta = target - held
+        if abs(delta) <= 1e-9 * max(abs(target), abs(held), inst.step_size):
+            return
+        bid, ask = ctx.touch(inst.id)
+        mark = 0.5 * (bid + ask)
+        if not (math.isfinite(mark) and mark > 0):
+            mark = risk.ledger.price(inst.venue, inst.symbol)
+        if math.isfinite(mark) and mark > 0:
+            risk.on_fill(s.name, inst.venue, inst.symbol, 1 if delta > 0 else -1, abs(delta), mark, 0.0, now,
+                         leverage=s.config.sizing.leverage)  # fmt: skip
+
+    def _take_over(self, ctx: Context, strategies: list[StrategyRuntime], insts: list[Instrument],
+                   parents: np.ndarray, cancelled: set[str]) -> None:  # fmt: skip
+        """Working parents of ours the desk does not track (sent before a restart) are booked from now on like
+        its own, when their trade is open and its book holds every fill they have (after the report)."""
+        by_id = {i.id: i for i in insts}
+        for pid, coid in list(self.venue_order_ids.items()):
+            parsed = parse_client_order_id(coid)
+            if pid in self._parents or coid in cancelled or parsed is None or pid > parents.shape[0]:
+                continue
+            row = parents[pid - 1]
+            inst = by_id.get(int(row["symbol"]))
+            status, filled, vwap, fees, maker = ctx.desk.parent_state(pid)
+            if inst is None or status != PARENT_WORKING:
+                continue
+            intent_id, leg = parsed
+            found = [(s, t) for s in strategies if (t := s.trades.trade(intent_id)) is not None]
+            if not found or not found[0][1].is_open:
+                continue
+            s, t = found[0]
+            if abs(t.leg_filled.get(leg, 0.0) - filled) > max(s.trades.dust(t), 1e-9 * max(filled, 1.0)):
+                continue
+            self._parents[pid] = _Parent(s, inst, intent_id, leg, coid, int(row["side"]), float(row["qty"]),
+                                         leg not in OPENING_LEGS, STYLE_NAMES[int(row["style"])], int(row["send_ts"]),
+                                         filled=filled, maker=maker, cost=filled * vwap if filled > 0 else 0.0,
+                                         fees=fees)  # fmt: skip
+            s.parents[pid] = coid
 
     # --- risk -------------------------------------------------------------------------------------------------
     def _watch_risk(self, ctx: Context, now: int) -> None:
@@ -277,12 +469,15 @@ class DeskRuntime:
         # the noise of a minute-long trade
         atr_h = atr * math.sqrt(max(cfg.horizon_s / bar_s, 1.0)) if math.isfinite(atr) else math.nan
         fresh = now - t.ingest_ts <= 5 * _NS_PER_S
+        # the fitted taker slippage at this strategy's quantile (cached per fit; NaN buckets → half-spread proxy)
+        slip_edges, slip_bps = self.view.slippage.curve(inst.id, cfg.slippage_quantile)
         return MarketState(
             symbol=inst.symbol, venue=inst.venue, exchange_ts=t.exchange_ts, ingest_ts=t.ingest_ts,
             bid=t.bid, ask=t.ask, bid_qty=t.bid_qty, ask_qty=t.ask_qty, tick_size=inst.tick_size,
             step_size=inst.step_size, min_qty=inst.min_qty, min_notional=inst.min_notional,
             next_funding_rate=self.view.funding[inst.id] if inst.futures else math.nan,
             data_ok=t.synced and not t.crossed and not t.degraded and fresh, atr=atr_h,
+            slippage_edges_usdt=slip_edges, slippage_bps=slip_bps,
         )  # fmt: skip
 
     def _decide(self, ctx: Context, s: StrategyRuntime, now: int) -> None:

@@ -4,7 +4,8 @@ closed bar's features on every decision clock, funding, and feed health.
 Why one view for the whole desk: every strategy on the same instrument must decide on the same numbers (and a
 replay must reproduce them), so the feature engine runs once per batch for all instruments and clocks, and
 the strategies read from here. The view keeps only the latest values; the decision happens on a clock tick,
-not per event.
+not per event. It also owns the online slippage fit (``slippage.py``): what taker orders paid against the mid
+before them, per notional bucket, which the decision charges as the cost of its taker legs.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from ..features.clocks import ClockSpec
 from ..features.online import FeatureEngine, FeatureSpec
 from ..features.schema import BOOK_FEATURE_DTYPE, FEAT_DEGRADED
 from ..models.datasets import FEATURE_COLUMNS, feature_columns
+from .slippage import SlippageFitConfig, SlippageFitter
 
 _NS_PER_MS = 1_000_000
 _BOOK_FIELDS = tuple(n for n in BOOK_FEATURE_DTYPE.names or () if n not in ("symbol", "flags", "exchange_ts",
@@ -69,8 +71,12 @@ class TopView:
 class MarketView:
     """Latest market state per instrument id, updated batch by batch (see the module docstring)."""
 
-    def __init__(self, n_instruments: int, clocks: Mapping[str, ClockSpec]) -> None:
+    def __init__(
+        self, n_instruments: int, clocks: Mapping[str, ClockSpec], slippage: SlippageFitConfig | None = None
+    ) -> None:
         self.engine = FeatureEngine(FeatureSpec(clocks=tuple(clocks.values())))
+        #: taker slippage per instrument, fitted online from this view's trades and tops (the decision's cost)
+        self.slippage = SlippageFitter(n_instruments, slippage)
         self.clock_names = tuple(clocks)
         self.tops = [TopView() for _ in range(n_instruments)]
         self.book: list[dict[str, float]] = [{} for _ in range(n_instruments)]
@@ -96,6 +102,7 @@ class MarketView:
             index = np.searchsorted(events["ingest_ts"], tops["ingest_ts"], side="right").astype(np.int64) - 1
             np.maximum(index, 0, out=index)
         batch = self.engine.update(events, tops if index is not None else None, index)
+        self.slippage.update(events, tops)
         self._read_book(batch.book)
         for clock in self.clock_names:
             self._read_bars(clock, batch.bars[clock], batch.bar_features[clock])

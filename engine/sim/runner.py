@@ -38,8 +38,8 @@ from .matching import SEND_DTYPE, SimConfig, Simulator, Step, fast_constructor
 from .orders import CANCELED, EXPIRED, FILL_DTYPE, FILLED, GTC, LIMIT, MARKET, ORDER_DTYPE, REJECTED
 from .portfolio import EquityCurve, Portfolio, performance_metrics
 from .queue import QueueModel
-from .routing import RoutingTable
 from .result import MARK_DTYPE, BacktestResult
+from .routing import RoutingTable
 
 Records = npt.NDArray[np.void]
 _MS = 1_000_000

@@ -284,6 +284,7 @@ def test_values_the_schema_cannot_carry_are_refused_naming_the_signal(changes: d
         pytest.param(2, ["MODEL_DEGRADED"], id="model"),
         pytest.param(4, ["SHADOW_ERROR"], id="shadow"),
         pytest.param(7, ["DATA_DEGRADED", "MODEL_DEGRADED", "SHADOW_ERROR"], id="all-three"),
+        pytest.param(8, ["SLIPPAGE_PROXY"], id="slippage-proxy"),
         pytest.param(5 | 16, ["DATA_DEGRADED", "SHADOW_ERROR", "BIT_16"], id="unknown-bit-named-not-fatal"),
     ],
 )

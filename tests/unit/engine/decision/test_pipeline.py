@@ -32,6 +32,7 @@ from tradeplane.engine.decision.types import (
     QUALITY_DATA_DEGRADED,
     QUALITY_MODEL_DEGRADED,
     QUALITY_SHADOW_ERROR,
+    QUALITY_SLIPPAGE_PROXY,
     RULES_FALLBACK,
     SHORT,
     SKIP,
@@ -514,6 +515,61 @@ def test_rebates_above_all_costs_give_infinite_utility() -> None:
     cfg = make_cfg(decision={"costModel": {"makerFeeBps": -10.0, "takerFeeBps": 0.0}})
     sig, intent = run(cfg=cfg)
     assert sig.cost_bps < 0 and sig.utility == math.inf and intent is not None
+
+
+# --------------------------------------------------------------------------------------------- fitted slippage
+
+
+def test_the_fitted_slippage_of_the_order_notional_bucket_is_charged_per_taker_leg() -> None:
+    """Notional = margin 100 × the size multiplier × leverage 3: 300 at p 0.7 (×1.0), 360 at p 0.9 (×1.2)."""
+    table = {"slippage_edges_usdt": (0.0, 320.0, 1_000.0), "slippage_bps": (0.25, 0.5, 2.0)}
+    sig, intent = run(state=make_state(**table))  # maker-then-taker: one taker leg (the exit)
+    assert intent is not None and sig.quality_flags == 0
+    assert sig.slippage_bps == 0.25
+    assert sig.cost_bps == sig.fee_bps + 0.25 + sig.funding_bps
+    sig, _ = run(state=make_state(**table), p=0.9)
+    assert sig.size_mult == 1.2 and sig.slippage_bps == 0.5
+    sig, _ = run(cfg=make_cfg(execution={"policy": "immediate"}), state=make_state(**table))
+    assert sig.slippage_bps == 2 * 0.25  # taker entry and taker exit
+    spot = make_cfg(venue="binance-spot", sizing={"leverage": 1})  # spot: no leverage, notional 100
+    sig, _ = run(cfg=spot, state=make_state(**(table | {"slippage_edges_usdt": (0.0, 50.0, 150.0)})))
+    assert sig.slippage_bps == 0.5
+
+
+def test_a_larger_slippage_quantile_charges_more_and_can_flip_an_entry_to_below_kappa() -> None:
+    """A table fitted with engine/costs.py at the strategy's own quantile, as the runtime builds it: slippage
+    spread evenly over 0–5 bps; E = 10 bps, fees 7 bps, one taker leg."""
+    fit = costs.fit_slippage_quantiles(np.full(201, 300.0), np.linspace(0.0, 5.0, 201), [0.0, 1_000.0])
+    signals = {}
+    for q in (0.25, 0.5, 0.95):
+        cfg = make_cfg(decision={"costModel": {"slippageQuantile": q}})
+        bps = tuple(fit.at(cfg.slippage_quantile).tolist())
+        signals[q] = run(cfg=cfg, state=make_state(slippage_edges_usdt=(0.0, 1_000.0), slippage_bps=bps))
+    (low, enter_low), (mid, enter_mid), (high, enter_high) = signals.values()
+    assert (low.slippage_bps, mid.slippage_bps, high.slippage_bps) == (1.25, 2.5, 4.75)
+    assert low.cost_bps < mid.cost_bps < high.cost_bps
+    assert enter_low is not None and enter_mid is not None and low.reason == mid.reason == ""
+    assert enter_high is None and high.reason == reasons.BELOW_KAPPA and "C=11.75" in high.reason_detail
+    # the take-profit nets the target after the slippage charged as well: a costlier trade targets further
+    assert enter_mid.take_profit_price >= enter_low.take_profit_price
+
+
+@pytest.mark.parametrize(
+    ("edges", "bps"),
+    [
+        pytest.param((0.0, 1_000.0), (math.nan, 0.3), id="too-few-samples"),
+        pytest.param((500.0, 1_000.0), (0.3, 0.3), id="below-the-first-edge"),
+        pytest.param((0.0,), (math.nan,), id="nothing-fitted-yet"),
+    ],
+)
+def test_an_untrusted_bucket_falls_back_to_the_half_spread_and_says_so(
+    edges: tuple[float, ...], bps: tuple[float, ...]
+) -> None:
+    sig, intent = run(state=make_state(slippage_edges_usdt=edges, slippage_bps=bps))
+    assert sig.slippage_bps == 0.5 * BASE_STATE.spread_bps  # what a state without a table is charged
+    assert sig.quality_flags == QUALITY_SLIPPAGE_PROXY and intent is not None
+    plain, _ = run()
+    assert plain.quality_flags == 0 and plain.slippage_bps == sig.slippage_bps
 
 
 # --------------------------------------------------------------------------------------------- properties

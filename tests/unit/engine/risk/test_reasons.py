@@ -45,3 +45,10 @@ def test_codes_are_the_contract_set_each_its_own_name() -> None:
 def test_every_code_is_in_the_docs_table_with_its_description(code: str) -> None:
     rows = [line for line in DOC.read_text().splitlines() if line.startswith(f"| `{code}` |")]
     assert rows == [f"| `{code}` | {reasons.DESCRIPTIONS[code]} |"]
+
+
+@pytest.mark.parametrize("code", list(reasons.DESK_EVENTS))
+def test_every_desk_event_is_in_the_docs_table_with_its_description(code: str) -> None:
+    assert getattr(reasons, code) == code and code not in reasons.ALL  # an event, never a rejection
+    rows = [line for line in DOC.read_text().splitlines() if line.startswith(f"| `{code}` |")]
+    assert rows == [f"| `{code}` | {reasons.DESK_EVENTS[code]} |"]
