@@ -8,6 +8,8 @@ topic                              payload                                     k
 ``intents.<strategy>``             Intent (``signal.proto``)                   symbol
 ``fills.<account>``                fills and order reports of one account      symbol
 ``audit.<strategy>``               audit records (JSON)                        symbol
+``dlq.<family>``                   dead letters of a family: the original      as the original
+                                   bytes + ``tp-dlq-*`` headers (Kafka)
 =================================  ==========================================  ==================
 
 Why so strict: the same names become Kafka topics (issue 7), where a typo creates a new empty topic
@@ -26,6 +28,7 @@ SIGNALS: Final = "signals"
 INTENTS: Final = "intents"
 FILLS: Final = "fills"
 AUDIT: Final = "audit"
+DLQ: Final = "dlq"
 
 FAMILIES: Final[dict[str, tuple[str, ...]]] = {
     MD: ("venue", "symbol"),
@@ -33,6 +36,7 @@ FAMILIES: Final[dict[str, tuple[str, ...]]] = {
     INTENTS: ("strategy",),
     FILLS: ("account",),
     AUDIT: ("strategy",),
+    DLQ: ("family",),
 }
 """Family → the names of the parts that follow it."""
 
@@ -73,6 +77,18 @@ def audit_topic(strategy: str) -> str:
     return f"{AUDIT}.{_part('strategy', strategy)}"
 
 
+def dlq_topic(family: str) -> str:
+    """``dlq.<family>``: where records of ``family`` that cannot be processed go (e.g. ``dlq.md``).
+
+    One dead-letter topic per family, not per source topic: poison messages are rare, and one place per
+    kind of payload is what an operator inspects. The source topic travels in a header (:mod:`.kafka`).
+    """
+    if family not in FAMILIES or family == DLQ:
+        known = ", ".join(f for f in FAMILIES if f != DLQ)
+        raise ValueError(f"dead-letter family {family!r} is not a topic family (known: {known})")
+    return f"{DLQ}.{family}"
+
+
 def parse_topic(topic: str) -> tuple[str, dict[str, str]]:
     """``(family, {part name: value})`` of a valid topic; ``ValueError`` naming the topic otherwise.
 
@@ -95,6 +111,8 @@ def parse_topic(topic: str) -> tuple[str, dict[str, str]]:
             _part(name, value)
         except ValueError as exc:
             raise ValueError(f"topic {topic!r}: {exc}") from None
+    if family == DLQ and (parts[0] not in FAMILIES or parts[0] == DLQ):
+        raise ValueError(f"topic {topic!r}: {parts[0]!r} is not a family that can have dead letters")
     return family, dict(zip(names, parts, strict=True))
 
 
