@@ -61,6 +61,23 @@ class Store(Protocol):
         """Release the store (idempotent)."""
 
 
+def checked_row_count(table: str, columns: Mapping[str, Column], has_default: Mapping[str, bool]) -> int:
+    """The row count of an insert, after the checks every backend owes its caller: no unknown column, no
+    missing column without a DEFAULT (``has_default``: the table's columns in table order), equal lengths.
+    A :class:`StoreError` names the table and the columns at fault."""
+    unknown = [c for c in columns if c not in has_default]
+    if unknown:
+        raise StoreError(f"table {table!r} has no column(s) {unknown} (columns: {list(has_default)})")
+    missing = [c for c, default in has_default.items() if c not in columns and not default]
+    if missing:
+        raise StoreError(f"insert into {table!r} lacks column(s) {missing}")
+    lengths = {name: len(values) for name, values in columns.items()}
+    n = next(iter(lengths.values()), 0)
+    if any(v != n for v in lengths.values()):
+        raise StoreError(f"insert into {table!r}: columns have different lengths {lengths}")
+    return n
+
+
 def rows_of(columns: Columns) -> list[dict[str, Any]]:
     """A query result as a list of row dicts with Python scalars (for small results: tests, reports)."""
     names = list(columns)

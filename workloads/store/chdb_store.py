@@ -41,7 +41,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.ipc as pa_ipc
 
-from .base import Column, Columns, StoreError, StoreLockedError
+from .base import Column, Columns, StoreError, StoreLockedError, checked_row_count
 from .migrations import SQL_DIR
 from .migrations import migrate as run_migrations
 
@@ -297,16 +297,7 @@ class ChdbStore:
         naming the table when chDB refuses the insert. Zero rows insert nothing.
         """
         schema = self.table_schema(table)
-        unknown = [c for c in columns if c not in schema]
-        if unknown:
-            raise StoreError(f"table {table!r} has no column(s) {unknown} (columns: {list(schema)})")
-        missing = [c for c, (_, has_default) in schema.items() if c not in columns and not has_default]
-        if missing:
-            raise StoreError(f"insert into {table!r} lacks column(s) {missing}")
-        lengths = {name: len(values) for name, values in columns.items()}
-        n = next(iter(lengths.values()), 0)
-        if any(v != n for v in lengths.values()):
-            raise StoreError(f"insert into {table!r}: columns have different lengths {lengths}")
+        n = checked_row_count(table, columns, {c: has_default for c, (_, has_default) in schema.items()})
         if n == 0:
             return 0
         names = [c for c in schema if c in columns]  # table order

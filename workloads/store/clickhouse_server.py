@@ -51,7 +51,7 @@ from typing import Any, Final, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from .base import Column, Columns, StoreError, StoreUnavailableError
+from .base import Column, Columns, StoreError, StoreUnavailableError, checked_row_count
 from .dialect import Dialect, marked_precision, parse_version, rewrite
 from .migrations import SQL_DIR
 from .migrations import migrate as run_migrations
@@ -597,16 +597,7 @@ class ClickHouseServerStore:
                 raise StoreError(f"table {table!r} does not exist in {self.database} (run migrate() first?)") from exc
             raise
         types = {name: (ch_type, has_default, mark) for name, ch_type, has_default, mark in schema}
-        unknown = [c for c in columns if c not in types]
-        if unknown:
-            raise StoreError(f"table {table!r} has no column(s) {unknown} (columns: {list(types)})")
-        missing = [c for c, (_, has_default, _) in types.items() if c not in columns and not has_default]
-        if missing:
-            raise StoreError(f"insert into {table!r} lacks column(s) {missing}")
-        lengths = {name: len(values) for name, values in columns.items()}
-        n = next(iter(lengths.values()), 0)
-        if any(v != n for v in lengths.values()):
-            raise StoreError(f"insert into {table!r}: columns have different lengths {lengths}")
+        n = checked_row_count(table, columns, {c: has_default for c, (_, has_default, _) in types.items()})
         if n == 0:
             return 0
         names = [name for name, *_ in schema if name in columns]  # table order
