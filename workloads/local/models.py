@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ...api.v1alpha1.modelversion import ModelVersionSpec, RolloutStrategy
+from ...api.v1alpha1.modelversion import ModelVersionSpec
 from ...engine.calibration import ProbabilityInterval
 from ...engine.decision.router import ModelRouter, RoutedModel
 from ...engine.models.contributions import ContributionTable, top_k_named
@@ -102,19 +102,12 @@ def load_family(family: str, versions: dict[str, ModelVersionSpec], home: Path) 
             scorer = OnnxScorer(data, expected_feature_names=spec.feature_signature.names)
         except ValueError as exc:
             raise ManifestError(f"ModelVersion/{name}: spec.featureSignature.names: {exc}") from None
-        strategy = spec.rollout.strategy
-        if strategy is RolloutStrategy.IMMEDIATE:
-            role, weight = "stable", 0.0
+        role, weight = spec.rollout.initial_route()
+        if role == "stable":
             if stable_names:
                 raise ManifestError(f"ModelVersion/{name}: family {family!r} has two immediate (stable) versions")
             stable_names = tuple(spec.feature_signature.names)
             contributions = contributions_of(path.parent / "contributions.json")
-        elif strategy is RolloutStrategy.CANARY:
-            first = spec.rollout.steps[0] if spec.rollout.steps else None
-            pct = (first.weight_pct or first.cohort_pct or 0.0) if first is not None else 0.0
-            role, weight = "canary", pct / 100.0
-        else:
-            role, weight = "shadow", 0.0
         interval = interval_of(path.parent / INTERVAL_FILE)
         models.append(RoutedModel(version=name, role=role, weight=weight, scorer=scorer, interval=interval))
         artifacts[name] = digest

@@ -37,7 +37,7 @@ from typing import Any, Final, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ...api.v1alpha1.modelversion import ModelVersionSpec, RolloutStrategy, ServingMode
+from ...api.v1alpha1.modelversion import ModelVersionSpec, ServingMode
 
 MODEL_IMPORT_PATH: Final = "tradeplane.workloads.serve.app:build_model_app"
 ROUTER_IMPORT_PATH: Final = "tradeplane.workloads.serve.app:build_router_app"
@@ -169,15 +169,8 @@ def default_routes(versions: Mapping[str, ModelVersionSpec]) -> dict[str, Route]
     scored on every decision, never acted on."""
     out: dict[str, Route] = {}
     for name in sorted(versions):
-        rollout = versions[name].rollout
-        if rollout.strategy is RolloutStrategy.IMMEDIATE:
-            out[name] = Route(role=STABLE)
-        elif rollout.strategy is RolloutStrategy.CANARY:
-            first = rollout.steps[0] if rollout.steps else None
-            pct = (first.weight_pct or first.cohort_pct or 0.0) if first is not None else 0.0
-            out[name] = Route(role=CANARY, weight=pct / 100.0)
-        else:
-            out[name] = Route(role=SHADOW)
+        role, weight = versions[name].rollout.initial_route()
+        out[name] = Route(role=role, weight=weight)
     return out
 
 

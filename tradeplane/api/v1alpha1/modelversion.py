@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from enum import StrEnum
-from typing import Self
+from typing import Literal, Self
 
 from pydantic import Field, model_validator
 
@@ -184,6 +184,18 @@ class RolloutSpec(ApiModel):
         if self.strategy is RolloutStrategy.CANARY and not self.steps:
             raise ValueError("a canary rollout needs at least one step")
         return self
+
+    def initial_route(self) -> tuple[Literal["stable", "canary", "shadow"], float]:
+        """(role, canary weight in [0, 1]) a version starts with, wherever it is scored (local router, Ray
+        Serve): immediate → stable; canary → canary at its first step's share (the rollout controller moves
+        it later); shadow → scored on every decision, never acted on. Weight 0 except for a canary."""
+        if self.strategy is RolloutStrategy.IMMEDIATE:
+            return "stable", 0.0
+        if self.strategy is RolloutStrategy.CANARY:
+            first = self.steps[0] if self.steps else None
+            pct = (first.weight_pct or first.cohort_pct or 0.0) if first is not None else 0.0
+            return "canary", pct / 100.0
+        return "shadow", 0.0
 
 
 class ModelVersionSpec(ApiModel):
