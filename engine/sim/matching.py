@@ -315,6 +315,7 @@ class Simulator:
             np.array([self.entry.latency_ns], np.int64) if isinstance(self.entry, ConstantLatency) else None
         )
         self.now = int(local_ts[0]) - 1 if local_ts.shape[0] else 0  #: local time; nothing seen yet
+        self.late_events = 0  #: events :meth:`extend` received after the exchange time they belong to
 
     # --- commands (at the current local time) -----------------------------------------------------------------
 
@@ -367,6 +368,45 @@ class Simulator:
                 raise OrderTableFullError(f"{rows.shape[0]} new orders but only {free} free of {n} slots")
             else:
                 raise SimulatorError(f"send stopped with status {code}")
+
+    def extend(self, events: EventArray) -> None:
+        """Append events received after those given so far (paper trading on a live feed).
+
+        ``events`` continue the receive order (``ingest_ts`` ≥ the last one's). The exchange side merges them
+        with what it has not processed yet, in the same order as if all events had been given at once
+        (exchange time, trades first, then receive position). Events that happened before the exchange time
+        already processed arrive too late to be placed in order; they are processed next and counted in
+        :attr:`late_events` — a caller that holds local time back by more than the feed's latency sees none.
+        """
+        if events.dtype != EVENT_DTYPE or events.ndim != 1:
+            raise TypeError("events must be a 1-D EVENT_DTYPE array")
+        n = events.shape[0]
+        if n == 0:
+            return
+        its = np.ascontiguousarray(events["ingest_ts"])
+        if bool(np.any(its < events["exchange_ts"])):
+            raise ValueError("events received before they happened (ingest_ts < exchange_ts): align the clock first")
+        ks, k = self._ks, self._k
+        if bool(np.any(np.diff(its) < 0)) or (k.d.local_ts.shape[0] and int(its[0]) < int(k.d.local_ts[-1])):
+            raise ValueError("extend: events must continue the receive order (ingest_ts non-decreasing)")
+        self.late_events += int(np.count_nonzero(events["exchange_ts"] < ks[mk.K_NOW]))
+        # receive side: what the strategy has not received yet, then the new events
+        e = int(ks[mk.K_LOCAL])
+        self._local = np.concatenate([self._local[e:], events])
+        local_ts = np.concatenate([k.d.local_ts[e:], its])
+        ks[mk.K_LOCAL] = 0
+        # exchange side: the chunk's unread rest, the feed's rest (both in exchange order), then the new events
+        rest = [self._ex_chunk[int(ks[mk.K_EV]) :].copy()]
+        if self._feed.left:
+            left = np.empty(self._feed.left, EVENT_DTYPE)
+            rest.append(self._feed.fill(left))
+        pending = np.concatenate([*rest, events])
+        self._feed = _prepare(pending).feed
+        if self._chunk.shape[0] < _CHUNK and self._chunk.shape[0] < pending.shape[0]:
+            self._chunk = np.empty(min(_CHUNK, pending.shape[0]), EVENT_DTYPE)
+        self._ex_chunk = self._feed.fill(self._chunk)
+        ks[mk.K_EV], ks[mk.K_MORE] = 0, self._feed.left > 0
+        self._set_kernel(k._replace(d=k.d._replace(local_ts=local_ts)))
 
     # --- time ------------------------------------------------------------------------------------------------
 
@@ -498,7 +538,8 @@ class Simulator:
 
     @property
     def _ex(self) -> EventArray:
-        """All the events in exchange order (a copy, for inspection: the kernel reads them a chunk at a time)."""
+        """The constructor's events in exchange order (a copy, for inspection: the kernel reads them a chunk at
+        a time; events added by :meth:`extend` are not included)."""
         return _reordered(self._events, exchange_order(self._events))
 
     @property

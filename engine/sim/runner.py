@@ -239,117 +239,173 @@ def run_backtest(
     meta: Mapping[str, Any] | None = None,
 ) -> BacktestResult:
     """Run ``strategy`` over ``events`` (EVENT_DTYPE, local clock aligned: see ``latency.align_local_clock``)."""
-    started = time.perf_counter()
-    n_sym = len(config.contracts)
-    seeds = np.random.SeedSequence(config.seed).spawn(2)
-    sim = Simulator(events, config.sim_config(), entry_latency=config.entry_latency,
-                    response_latency=config.response_latency, queue_model=config.queue)  # fmt: skip
-    ids = OrderIds()
-    specs = [config.contracts[s] for s in range(n_sym)]
-    desk = ExecutionDesk({s: c.tick_size for s, c in config.contracts.items()},
-                         {s: c.lot_size for s, c in config.contracts.items()}, config.executor, ids=ids,
-                         rng=np.random.default_rng(seeds[0]))  # fmt: skip
-    portfolio = Portfolio(specs, config.initial_balance / n_sym)
-    ctx = Context(config, sim, desk, portfolio, ids, np.random.default_rng(seeds[1]))
-    local_ts = sim._k.d.local_ts  # receive order: first and last are the run's bounds
-    if local_ts.shape[0] == 0:
-        raise ValueError("no events to backtest")
-    t0, t_end = int(local_ts[0]), int(local_ts[-1])
-    batch_ns, curve_ns = round(config.batch_ms * _MS), round(config.curve_ms * _MS)
-    n_curve = (t_end - t0) // curve_ns + 3
-    curve = EquityCurve(n_curve, grow=True)
-    marks = sim._marks  # (bid, ask, mid) per symbol: the last touch delivered with both prices finite
-    mark_rows: list[tuple[int, int, float, float, float]] = []
-    pending: list[Step] = []  # steps seen by the desk but not yet by the strategy (desk-only wake-ups)
-    next_call, next_curve, funded_to = t0 + batch_ns, t0, t0
-    funding_mid = marks[:, 2].copy()  # marks before the step being booked (funding is settled at those)
+    run = BacktestRun(events, strategy, config, symbols=symbols, meta=meta)
+    return run.finish()
 
-    desk_used = False  # a parent has been working: from then on the desk sees every fill and report
 
-    def book(step: Step, now: int, due: bool) -> None:
+class BacktestRun:
+    """A backtest that can be fed as it goes: :func:`run_backtest` is ``BacktestRun(events, …).finish()``.
+
+    Why resumable: paper trading on a live feed (the cluster's ``execute`` workload) runs the same loop over
+    events that are still arriving. :meth:`extend` appends received events, :meth:`advance` runs the loop up
+    to a local time, and :meth:`finish` drains the rest exactly as the one-shot run does. As long as every
+    event the exchange side needs by a local time ``t`` (exchange time ≤ ``t``) was fed before advancing to
+    ``t`` (:attr:`Simulator.late_events` counts those that were not), the batches, fills and result are
+    byte-identical to :func:`run_backtest` over the concatenated events — the property the streaming tests
+    check.
+    """
+
+    def __init__(
+        self,
+        events: EventArray,
+        strategy: Strategy,
+        config: BacktestConfig,
+        *,
+        symbols: Sequence[str] | None = None,
+        meta: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.started = time.perf_counter()
+        self.strategy, self.config, self.symbols, self.meta = strategy, config, symbols, meta
+        n_sym = len(config.contracts)
+        seeds = np.random.SeedSequence(config.seed).spawn(2)
+        self.sim = sim = Simulator(events, config.sim_config(), entry_latency=config.entry_latency,
+                                   response_latency=config.response_latency, queue_model=config.queue)  # fmt: skip
+        ids = OrderIds()
+        specs = [config.contracts[s] for s in range(n_sym)]
+        self.desk = ExecutionDesk({s: c.tick_size for s, c in config.contracts.items()},
+                                  {s: c.lot_size for s, c in config.contracts.items()}, config.executor, ids=ids,
+                                  rng=np.random.default_rng(seeds[0]))  # fmt: skip
+        self.portfolio = Portfolio(specs, config.initial_balance / n_sym)
+        self.ctx = Context(config, sim, self.desk, self.portfolio, ids, np.random.default_rng(seeds[1]))
+        local_ts = sim._k.d.local_ts  # receive order: first and last are the run's bounds
+        if local_ts.shape[0] == 0:
+            raise ValueError("no events to backtest")
+        self.events = int(events.shape[0])
+        self.t0, self.t_end = int(local_ts[0]), int(local_ts[-1])
+        self.batch_ns, self.curve_ns = round(config.batch_ms * _MS), round(config.curve_ms * _MS)
+        self.curve = EquityCurve((self.t_end - self.t0) // self.curve_ns + 3, grow=True)
+        self.marks = sim._marks  # (bid, ask, mid) per symbol: the last touch delivered with both prices finite
+        self.mark_rows: list[tuple[int, int, float, float, float]] = []
+        self.pending: list[Step] = []  # steps seen by the desk but not yet by the strategy (desk-only wake-ups)
+        self.next_call, self.next_curve, self.funded_to = self.t0 + self.batch_ns, self.t0, self.t0
+        self.funding_mid = self.marks[:, 2].copy()  # marks before the step being booked (funding is settled at those)
+        self.desk_used = False  # a parent has been working: from then on the desk sees every fill and report
+        self.mid0 = np.zeros(n_sym)  # marks for the equity curve: 0 where no mid is known yet
+        self.now = self.t0
+
+    def extend(self, events: EventArray) -> None:
+        """Append events received after those fed so far (receive order; see :meth:`Simulator.extend`)."""
+        if events.shape[0]:
+            self.sim.extend(events)
+            self.events += int(events.shape[0])
+            self.t_end = max(self.t_end, int(events["ingest_ts"].max()))
+
+    def _book(self, step: Step, now: int, due: bool) -> None:
         """Fills into the portfolio, funding, then the desk (only when it has something to do); the marks
         were updated by the step itself."""
-        nonlocal funded_to, desk_used
+        config, desk, ctx, portfolio = self.config, self.desk, self.ctx, self.portfolio
         fills, reports = step.fills, step.reports
         if fills.shape[0]:
             portfolio.apply_fills(fills)
         if config.funding is not None:
-            if now > funded_to:
-                portfolio.settle_funding(config.funding, funded_to, now, np.nan_to_num(funding_mid))
-                funded_to = now
-            funding_mid[:] = marks[:, 2]
+            if now > self.funded_to:
+                portfolio.settle_funding(config.funding, self.funded_to, now, np.nan_to_num(self.funding_mid))
+                self.funded_to = now
+            self.funding_mid[:] = self.marks[:, 2]
         if reports.shape[0]:
             ctx._see_reports(reports)
         if due or fills.shape[0] or reports.shape[0]:
-            desk_used = desk_used or desk.working > 0  # a parent finishes only in on_step, so none is missed
-            if desk_used:
+            self.desk_used = self.desk_used or desk.working > 0  # a parent finishes only in on_step: none missed
+            if self.desk_used:
                 ctx.now = now
                 ctx._queue(desk.on_step(now, fills, reports, ctx.touch))
 
-    mid0 = np.zeros(n_sym)  # marks for the equity curve: 0 where no mid is known yet
+    def _sample(self, now: int) -> None:
+        np.copyto(self.mid0, self.marks[:, 2])
+        self.mid0[~np.isfinite(self.mid0)] = 0.0
+        self.curve.record(self.portfolio.acct, self.mid0, now)
+        self.mark_rows.extend((now, s, bid, ask, mid) for s, (bid, ask, mid) in enumerate(self.marks.tolist()))
 
-    def sample(now: int) -> None:
-        np.copyto(mid0, marks[:, 2])
-        mid0[~np.isfinite(mid0)] = 0.0
-        curve.record(portfolio.acct, mid0, now)
-        mark_rows.extend((now, s, bid, ask, mid) for s, (bid, ask, mid) in enumerate(marks.tolist()))
+    def advance(self, until: int) -> int:
+        """Run the loop while the next wake-up is at most ``until`` (local ns) and before the last event fed;
+        returns the local time reached."""
+        sim, desk, ctx, strategy = self.sim, self.desk, self.ctx, self.strategy
+        funding = self.config.funding is not None
+        now, t_end, batch_ns = self.now, self.t_end, self.batch_ns
+        while now < t_end:
+            wake = None
+            if desk.working:  # executors react at the venue's pace: wake when an order arrives or a report lands
+                wake = desk.next_wakeup()
+                venue = sim.next_activity()
+                if venue is not None and (wake is None or venue < wake):
+                    wake = venue
+            nxt = self.next_call if wake is None or wake >= self.next_call else max(wake, now + 1)
+            if nxt > until:
+                break
+            now = nxt
+            step = sim.run_until(now)
+            due = wake is not None and wake <= now
+            if due or funding or step.fills.shape[0] or step.reports.shape[0]:
+                self._book(step, now, due)
+            if now >= self.next_curve:  # one row per crossing, on the run's own clock
+                self._sample(now)
+                self.next_curve += ((now - self.next_curve) // self.curve_ns + 1) * self.curve_ns
+            if now < self.next_call:  # a desk-only wake-up: the strategy sees these arrays at its next call
+                self.pending.append(step)
+                ctx._flush()
+                continue
+            if self.pending:
+                pending = self.pending
+                pending.append(step)
+                batch = _new_batch(now, *(_joined([getattr(s, k) for s in pending]) for k in
+                                           ("events", "tops", "fills", "reports")))  # fmt: skip
+                pending.clear()
+            else:
+                batch = _new_batch(now, step.events, step.tops, step.fills, step.reports)
+            ctx.now = now
+            self.now = now
+            strategy.on_batch(ctx, batch)
+            if desk.working:  # slices due now from parents the strategy just started
+                ctx._queue(desk.on_step(now, _NO_FILLS, _NO_REPORTS, ctx.touch))
+            if ctx._submit or ctx._rows or ctx._cancel:
+                ctx._flush()
+            self.next_call += batch_ns
+        self.now = now
+        return now
 
-    now = t0
-    funding = config.funding is not None
-    while now < t_end:
-        wake = None
-        if desk.working:  # executors react at the venue's pace: wake when an order arrives or a report lands
-            wake = desk.next_wakeup()
-            venue = sim.next_activity()
-            if venue is not None and (wake is None or venue < wake):
-                wake = venue
-        now = next_call if wake is None or wake >= next_call else max(wake, now + 1)
-        step = sim.run_until(now)
-        due = wake is not None and wake <= now
-        if due or funding or step.fills.shape[0] or step.reports.shape[0]:
-            book(step, now, due)
-        if now >= next_curve:  # one row per crossing, on the run's own clock
-            sample(now)
-            next_curve += ((now - next_curve) // curve_ns + 1) * curve_ns
-        if now < next_call:  # a desk-only wake-up: the strategy sees these arrays at its next call
-            pending.append(step)
-            ctx._flush()
-            continue
-        if pending:
-            pending.append(step)
-            batch = _new_batch(now, *(_joined([getattr(s, k) for s in pending]) for k in
-                                       ("events", "tops", "fills", "reports")))  # fmt: skip
-            pending.clear()
-        else:
-            batch = _new_batch(now, step.events, step.tops, step.fills, step.reports)
-        ctx.now = now
-        strategy.on_batch(ctx, batch)
-        if desk.working:  # slices due now from parents the strategy just started
-            ctx._queue(desk.on_step(now, _NO_FILLS, _NO_REPORTS, ctx.touch))
-        if ctx._submit or ctx._rows or ctx._cancel:
-            ctx._flush()
-        next_call += batch_ns
-    step = sim.run_to_end()
-    now = max(now, t_end)
-    book(step, now, False)
-    sample(now)
-    fills = sim.fills  # all delivered now, in the order the strategy received them
-    metrics = performance_metrics(curve, fills, portfolio.acct, periods_per_year=_YEAR_MS / config.curve_ms)
-    info = {"events": int(events.shape[0]), "t_start_ns": t0, "t_end_ns": t_end, "seed": config.seed,
-            "batch_ms": config.batch_ms, "curve_interval_ns": curve_ns, "wall_s": time.perf_counter() - started,
-            "cancel_misses": sim.cancel_misses} | dict(meta or {})  # fmt: skip
-    return BacktestResult(
-        fills=fills,
-        reports=sim.reports,
-        report_ts=sim.report_ts,
-        parents=desk.parents,
-        curve=curve.rows[: len(curve)].copy(),
-        marks=_mark_array(mark_rows),
-        account=portfolio.acct.copy(),
-        metrics=metrics,
-        symbols=tuple(symbols) if symbols is not None else tuple(f"symbol{s}" for s in range(n_sym)),
-        meta=info,
-    )
+    def finish(self) -> BacktestResult:
+        """Run to the last event fed, drain the venue, and build the result."""
+        self.advance(_END)
+        sim = self.sim
+        step = sim.run_to_end()
+        now = max(self.now, self.t_end)
+        self._book(step, now, False)
+        self._sample(now)
+        fills = sim.fills  # all delivered now, in the order the strategy received them
+        config = self.config
+        metrics = performance_metrics(self.curve, fills, self.portfolio.acct,
+                                      periods_per_year=_YEAR_MS / config.curve_ms)  # fmt: skip
+        info = {"events": self.events, "t_start_ns": self.t0, "t_end_ns": self.t_end, "seed": config.seed,
+                "batch_ms": config.batch_ms, "curve_interval_ns": self.curve_ns,
+                "wall_s": time.perf_counter() - self.started,
+                "cancel_misses": sim.cancel_misses} | dict(self.meta or {})  # fmt: skip
+        n_sym = len(config.contracts)
+        symbols = self.symbols
+        return BacktestResult(
+            fills=fills,
+            reports=sim.reports,
+            report_ts=sim.report_ts,
+            parents=self.desk.parents,
+            curve=self.curve.rows[: len(self.curve)].copy(),
+            marks=_mark_array(self.mark_rows),
+            account=self.portfolio.acct.copy(),
+            metrics=metrics,
+            symbols=tuple(symbols) if symbols is not None else tuple(f"symbol{s}" for s in range(n_sym)),
+            meta=info,
+        )
+
+
+_END = np.iinfo(np.int64).max
 
 
 def _joined(parts: list[Records]) -> Records:

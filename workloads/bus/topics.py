@@ -8,6 +8,12 @@ topic                              payload                                     k
 ``intents.<strategy>``             Intent (``signal.proto``)                   symbol
 ``fills.<account>``                fills and order reports of one account      symbol
 ``audit.<strategy>``               audit records (JSON)                        symbol
+``desk.<account>``                 the desk's own rows: positions, equity,     symbol
+                                   risk events, rejections (:mod:`.rows`)
+``venue.<account>``                paper mode, execute → decide: one venue     account
+                                   step (:mod:`..paper.protocol`)
+``orders.<account>``               paper mode, decide → execute: the parent    account
+                                   orders and cancels of that step
 ``dlq.<family>``                   dead letters of a family: the original      as the original
                                    bytes + ``tp-dlq-*`` headers (Kafka)
 =================================  ==========================================  ==================
@@ -28,6 +34,9 @@ SIGNALS: Final = "signals"
 INTENTS: Final = "intents"
 FILLS: Final = "fills"
 AUDIT: Final = "audit"
+DESK: Final = "desk"
+VENUE: Final = "venue"
+ORDERS: Final = "orders"
 DLQ: Final = "dlq"
 
 FAMILIES: Final[dict[str, tuple[str, ...]]] = {
@@ -36,6 +45,9 @@ FAMILIES: Final[dict[str, tuple[str, ...]]] = {
     INTENTS: ("strategy",),
     FILLS: ("account",),
     AUDIT: ("strategy",),
+    DESK: ("account",),
+    VENUE: ("account",),
+    ORDERS: ("account",),
     DLQ: ("family",),
 }
 """Family → the names of the parts that follow it."""
@@ -75,6 +87,21 @@ def fills_topic(account: str) -> str:
 def audit_topic(strategy: str) -> str:
     """``audit.<strategy>``."""
     return f"{AUDIT}.{_part('strategy', strategy)}"
+
+
+def desk_topic(account: str) -> str:
+    """``desk.<account>``: what the desk records about itself (positions, equity, risk events, rejections)."""
+    return f"{DESK}.{_part('account', account)}"
+
+
+def venue_topic(account: str) -> str:
+    """``venue.<account>``: paper mode's venue steps, from the simulator in ``execute`` to ``decide``."""
+    return f"{VENUE}.{_part('account', account)}"
+
+
+def orders_topic(account: str) -> str:
+    """``orders.<account>``: paper mode's parent orders and cancels, from ``decide`` back to ``execute``."""
+    return f"{ORDERS}.{_part('account', account)}"
 
 
 def dlq_topic(family: str) -> str:
