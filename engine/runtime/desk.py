@@ -30,8 +30,10 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
+from typing import Protocol
 
 import numpy as np
+import numpy.typing as npt
 
 from ..decision.pipeline import decide
 from ..decision.types import LONG, Intent, MarketState
@@ -44,9 +46,11 @@ from ..sim.executors import (
     PARENT_STATUS_NAMES,
     PARENT_WORKING,
     STYLE_NAMES,
+    TwapSpec,
 )
 from ..sim.portfolio import equity as symbol_equity
-from ..sim.runner import Context, MarketBatch
+from ..sim.routing import RoutingTable
+from ..sim.runner import MarketBatch
 from ..trading.ids import ADD_LEGS, EXIT, FLATTEN, OPENING_LEGS, PARTIAL, client_order_id, parse_client_order_id
 from ..trading.lifecycle import Trade, TradeState
 from ..trading.management import ADD_ON, CLOSE, MOVE_STOP, PARTIAL_CLOSE, ManagementAction, apply_action, manage
@@ -68,6 +72,40 @@ _STATUS_OF = {v: k for k, v in _VENUE_STATUS.items()}
 RECONCILE_EVERY_S = 30.0
 #: Reconcile reports a desk keeps for inspection (the newest).
 RECONCILE_HISTORY = 1_000
+
+
+class ParentBook(Protocol):
+    """The executors' parent records as the desk reads them."""
+
+    @property
+    def parents(self) -> npt.NDArray[np.void]: ...
+
+    def parent_state(self, parent_id: int) -> tuple[int, float, float, float, float]: ...
+
+
+class AccountView(Protocol):
+    @property
+    def acct(self) -> npt.NDArray[np.void]: ...
+
+
+class VenueContext(Protocol):
+    """What the desk needs of the venue side each batch: the backtester's :class:`~..sim.runner.Context`
+    in-process, or paper mode's mirror of a remote simulator in the cluster's ``decide`` workload
+    (:mod:`tradeplane.workloads.paper.mirror`). Kept this narrow on purpose: everything listed here crosses
+    a process boundary there."""
+
+    @property
+    def desk(self) -> ParentBook: ...
+
+    @property
+    def portfolio(self) -> AccountView: ...
+
+    def touch(self, symbol: int) -> tuple[float, float]: ...
+
+    def execute(self, symbol: int, side: int, qty: float, style: str = ..., twap: TwapSpec | None = None, *,
+                routing: RoutingTable | None = None, theta: float | None = None) -> int: ...  # fmt: skip
+
+    def cancel_parent(self, parent_id: int) -> None: ...
 
 
 def _no_clock() -> int:
@@ -147,7 +185,7 @@ class DeskRuntime:
         self.reconcile_reports: deque[tuple[int, str, ReconcileReport]] = deque(maxlen=RECONCILE_HISTORY)
 
     # --- the backtester's Strategy protocol -----------------------------------------------------------------
-    def on_batch(self, ctx: Context, batch: MarketBatch) -> None:
+    def on_batch(self, ctx: VenueContext, batch: MarketBatch) -> None:
         now = batch.now
         self.now = now
         self.batches += 1
@@ -169,7 +207,7 @@ class DeskRuntime:
             self.on_drain(self.outbox.drain())
 
     # --- executions -----------------------------------------------------------------------------------------
-    def _book_executions(self, ctx: Context, now: int) -> None:
+    def _book_executions(self, ctx: VenueContext, now: int) -> None:
         """Fills and finals of our parents, booked as deltas of the executors' parent records."""
         done: list[int] = []
         for pid, p in self._parents.items():
@@ -232,7 +270,7 @@ class DeskRuntime:
         })  # fmt: skip
 
     # --- orders ----------------------------------------------------------------------------------------------
-    def _send(self, ctx: Context, s: StrategyRuntime, inst: Instrument, intent_id: str, leg: str, side: int,
+    def _send(self, ctx: VenueContext, s: StrategyRuntime, inst: Instrument, intent_id: str, leg: str, side: int,
               qty: float, now: int, *, reduce_only: bool, style: str,
               record: Callable[[], object] | None = None) -> bool:  # fmt: skip
         """Pre-trade risk check, then hand the parent to the executors; False (and a rejection) if refused.
@@ -276,7 +314,7 @@ class DeskRuntime:
                 out.setdefault(venue, []).append(s)
         return out
 
-    def _reconcile(self, ctx: Context, now: int) -> None:
+    def _reconcile(self, ctx: VenueContext, now: int) -> None:
         """Compare each account's venue state (:mod:`.venue_state`: our orders, open and final since the last
         round, and the positions) with the books of its strategies under :attr:`orphan_policy`, and act on a
         report that is not clean. An account whose reconcile flatten is still working waits for the next round
@@ -305,7 +343,7 @@ class DeskRuntime:
             if pid not in self._parents:
                 del self.venue_order_ids[pid]
 
-    def _act_on_report(self, ctx: Context, venue: str, strategies: list[StrategyRuntime], report: ReconcileReport,
+    def _act_on_report(self, ctx: VenueContext, venue: str, strategies: list[StrategyRuntime], report: ReconcileReport,
                        now: int) -> None:  # fmt: skip
         """Carry out a report: the books take the venue's facts (:func:`apply_report`) and the risk ledgers with
         them (missed fills as fills, positions the venue says are gone closed at the mark); the named orders are
@@ -361,7 +399,7 @@ class DeskRuntime:
         self.budgets[s.budget].order_done(s.name, inst.venue, inst.symbol, p.coid, now)
         self.outbox.orders.append(self._order_row(p, now, "CANCELED"))
 
-    def _flatten_account(self, ctx: Context, strategies: list[StrategyRuntime], symbol: str, qty: float,
+    def _flatten_account(self, ctx: VenueContext, strategies: list[StrategyRuntime], symbol: str, qty: float,
                          now: int) -> None:  # fmt: skip
         """Trade ``qty`` of ``symbol`` to take the account flat (a conservative reset): one reduce-only immediate
         order under an intent id of the reconciler's own (no book knows it), sent for the first strategy on the
@@ -380,7 +418,7 @@ class DeskRuntime:
             coid = client_order_id(intent_id, FLATTEN)
             self._reconcile_flattens.update(pid for pid, p in self._parents.items() if p.coid == coid)
 
-    def _ledger_to(self, ctx: Context, s: StrategyRuntime, inst: Instrument, target: float, now: int) -> None:
+    def _ledger_to(self, ctx: VenueContext, s: StrategyRuntime, inst: Instrument, target: float, now: int) -> None:
         """Move ``s``'s risk-ledger position in ``inst`` to ``target`` with a fee-less fill at the mark (a venue
         fact the desk did not see fill by fill)."""
         risk = self.budgets[s.budget]
@@ -396,7 +434,7 @@ class DeskRuntime:
             risk.on_fill(s.name, inst.venue, inst.symbol, 1 if delta > 0 else -1, abs(delta), mark, 0.0, now,
                          leverage=s.config.sizing.leverage)  # fmt: skip
 
-    def _take_over(self, ctx: Context, strategies: list[StrategyRuntime], insts: list[Instrument],
+    def _take_over(self, ctx: VenueContext, strategies: list[StrategyRuntime], insts: list[Instrument],
                    parents: np.ndarray, cancelled: set[str]) -> None:  # fmt: skip
         """Working parents of ours the desk does not track (sent before a restart) are booked from now on like
         its own, when their trade is open and its book holds every fill they have (after the report)."""
@@ -424,7 +462,7 @@ class DeskRuntime:
             s.parents[pid] = coid
 
     # --- risk -------------------------------------------------------------------------------------------------
-    def _watch_risk(self, ctx: Context, now: int) -> None:
+    def _watch_risk(self, ctx: VenueContext, now: int) -> None:
         for inst in self.instruments:
             t = self.view.tops[inst.id]
             if t.synced and math.isfinite(t.bid) and math.isfinite(t.ask):
@@ -447,7 +485,7 @@ class DeskRuntime:
             for venue, symbol, qty in actions.flatten:
                 self._flatten(ctx, charged, venue, symbol, qty, now)
 
-    def _flatten(self, ctx: Context, charged: list[StrategyRuntime], venue: str, symbol: str, qty: float,
+    def _flatten(self, ctx: VenueContext, charged: list[StrategyRuntime], venue: str, symbol: str, qty: float,
                  now: int) -> None:  # fmt: skip
         for s in charged:
             for trade in s.trades.open_trades():
@@ -480,7 +518,7 @@ class DeskRuntime:
             slippage_edges_usdt=slip_edges, slippage_bps=slip_bps,
         )  # fmt: skip
 
-    def _decide(self, ctx: Context, s: StrategyRuntime, now: int) -> None:
+    def _decide(self, ctx: VenueContext, s: StrategyRuntime, now: int) -> None:
         risk = self.budgets[s.budget]
         for inst in s.instruments:
             t = self.view.tops[inst.id]
@@ -503,7 +541,7 @@ class DeskRuntime:
             if intent is not None:
                 self._enter(ctx, s, inst, intent, now)
 
-    def _enter(self, ctx: Context, s: StrategyRuntime, inst: Instrument, intent: Intent, now: int) -> None:
+    def _enter(self, ctx: VenueContext, s: StrategyRuntime, inst: Instrument, intent: Intent, now: int) -> None:
         if s.trades.trade(intent.intent_id) is not None:
             return  # a replayed intent: its orders exist already (client_order_id is derived from it)
         side = 1 if intent.side == LONG else -1
@@ -512,7 +550,7 @@ class DeskRuntime:
             self.outbox.intents.append(intent)
 
     # --- position management ------------------------------------------------------------------------------------
-    def _manage(self, ctx: Context, s: StrategyRuntime, now: int) -> None:
+    def _manage(self, ctx: VenueContext, s: StrategyRuntime, now: int) -> None:
         for trade in list(s.trades.open_trades()):
             if trade.state is not TradeState.ACTIVE:
                 continue
@@ -530,7 +568,7 @@ class DeskRuntime:
                 if trade.state is not TradeState.ACTIVE:
                     break
 
-    def _act(self, ctx: Context, s: StrategyRuntime, inst: Instrument, trade: Trade, action: ManagementAction,
+    def _act(self, ctx: VenueContext, s: StrategyRuntime, inst: Instrument, trade: Trade, action: ManagementAction,
              now: int) -> None:  # fmt: skip
         """Carry out one management action; exits are reduce-only market orders (they must not wait)."""
         book = s.trades
@@ -545,7 +583,7 @@ class DeskRuntime:
                    record=lambda: apply_action(book, action, now))  # fmt: skip
 
     # --- equity ------------------------------------------------------------------------------------------------
-    def _sample_equity(self, ctx: Context, now: int) -> None:
+    def _sample_equity(self, ctx: VenueContext, now: int) -> None:
         """Account equity at the marks (one row per ``equity_every_ms``) and the marks themselves."""
         acct = ctx.portfolio.acct
         total = 0.0

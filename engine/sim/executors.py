@@ -165,6 +165,38 @@ class _Child:
     done: bool = False
 
 
+def parent_units(lots: Mapping[int, float], ticks: Mapping[int, float], symbol: int, side: int, qty: float,
+                 style: int, twap: TwapSpec | None, theta: float | None) -> int:  # fmt: skip
+    """The whole lots of a parent :meth:`ExecutionDesk.start` accepts, or ``ValueError`` naming what is wrong.
+    A function of its own because a remote caller (paper mode's ``decide``) must predict exactly what the
+    desk accepts and the id it assigns."""
+    if theta is not None and not 0 <= theta <= 1:
+        raise ValueError(f"theta must be in [0, 1], got {theta!r}")
+    if side not in (BUY, SELL):
+        raise ValueError(f"side must be BUY (1) or SELL (-1), got {side!r}")
+    if symbol not in lots or symbol not in ticks:
+        raise ValueError(f"symbol {symbol} has no tick/lot size configured")
+    lot = lots[symbol]
+    units = math.floor(qty / lot + 1e-9)
+    if not qty > 0 or units < 1:
+        raise ValueError(f"qty must be ≥ one lot ({lot}), got {qty!r}")
+    if style == STYLE_TWAP and twap is None:
+        raise ValueError("a TWAP parent needs a TwapSpec")
+    if style not in STYLE_NAMES:
+        raise ValueError(f"unknown executor style {style!r}")
+    return units
+
+
+def init_parent(p: np.void, parent_id: int, now: int, symbol: int, side: int, style: int, qty: float,
+                touch: tuple[float, float]) -> None:  # fmt: skip
+    """Fill a fresh PARENT_DTYPE record as the desk does when it accepts a parent (working, nothing filled)."""
+    bid, ask = touch
+    mid = 0.5 * (bid + ask) if math.isfinite(bid) and math.isfinite(ask) else math.nan
+    p["parent_id"], p["symbol"], p["side"], p["style"], p["status"] = parent_id, symbol, side, style, PARENT_WORKING
+    p["qty"], p["vwap"], p["mid_at_send"], p["notional"] = qty, math.nan, mid, qty * mid
+    p["slippage_bps"], p["cost_bps"], p["send_ts"] = math.nan, math.nan, now
+
+
 class ExecutionDesk:
     """Works parent orders into child orders (see the module docstring). ``ticks``/``lots``: per symbol price
     tick and quantity step; child quantities are multiples of the step (the last slice takes the rounding)."""
@@ -218,27 +250,11 @@ class ExecutionDesk:
         ``routing`` and ``theta`` override the desk's :class:`ExecutorConfig` for this parent: strategies
         sharing one account (one desk) keep their own maker waits, slicing and degrade threshold, while the
         maker fill ratio θ is compared against stays the account's (it measures how our posts fill here)."""
-        if theta is not None and not 0 <= theta <= 1:
-            raise ValueError(f"theta must be in [0, 1], got {theta!r}")
-        if side not in (BUY, SELL):
-            raise ValueError(f"side must be BUY (1) or SELL (-1), got {side!r}")
-        if symbol not in self.lots or symbol not in self.ticks:
-            raise ValueError(f"symbol {symbol} has no tick/lot size configured")
+        units = parent_units(self.lots, self.ticks, symbol, side, qty, style, twap, theta)
         lot = self.lots[symbol]
-        units = math.floor(qty / lot + 1e-9)
-        if not qty > 0 or units < 1:
-            raise ValueError(f"qty must be ≥ one lot ({lot}), got {qty!r}")
-        if style == STYLE_TWAP and twap is None:
-            raise ValueError("a TWAP parent needs a TwapSpec")
-        if style not in STYLE_NAMES:
-            raise ValueError(f"unknown executor style {style!r}")
-        bid, ask = touch
-        mid = 0.5 * (bid + ask) if math.isfinite(bid) and math.isfinite(ask) else math.nan
         row = self._new_row()
         p = self._parents[row]
-        p["parent_id"], p["symbol"], p["side"], p["style"], p["status"] = row + 1, symbol, side, style, PARENT_WORKING
-        p["qty"], p["vwap"], p["mid_at_send"], p["notional"] = units * lot, math.nan, mid, units * lot * mid
-        p["slippage_bps"], p["cost_bps"], p["send_ts"] = math.nan, math.nan, now
+        init_parent(p, row + 1, now, symbol, side, style, units * lot, touch)
         if routing is not None:
             self._routing[row] = routing
         if theta is not None:

@@ -22,11 +22,12 @@ import json
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ...api.v1alpha1.strategy import StrategySpec
 from ...engine.risk.config import RiskConfig
 from ...engine.risk.engine import RiskEngine
 from ...engine.runtime.desk import DeskRuntime
@@ -88,8 +89,7 @@ Built = tuple[DeskRuntime, list[Instrument], dict[str, FamilyModels]]
 
 def build_desk(desk: Desk, home: Path, *, initial_balance: float, clock: Callable[[], int] = lambda: 0) -> Built:
     """The engine objects of a desk: instruments, model routers, risk engines and strategy runtimes."""
-    pairs = [(str(s.venue), sym) for s in desk.strategies.values() for sym in s.symbols]
-    instruments = instrument_table(pairs)
+    instruments, legs = desk_instruments(desk)
     families = load_families(desk.models, {s.model.family for s in desk.strategies.values()}, home)
     known = RUNTIME_FEATURES
     for family, fm in families.items():
@@ -101,32 +101,48 @@ def build_desk(desk: Desk, home: Path, *, initial_balance: float, clock: Callabl
                                     f"compute {unknown} (family {family})")  # fmt: skip
     budgets = {name: RiskEngine(name, RiskConfig.from_spec(spec), initial_equity=initial_balance)
                for name, spec in desk.budgets.items()}  # fmt: skip
-    by_key = {(i.venue, i.symbol): i for i in instruments}
     strategies = []
-    for name, spec in desk.strategies.items():
+    for (name, spec), (_, insts) in zip(desk.strategies.items(), legs, strict=True):
         fm = families[spec.model.family]
-        insts = [by_key[(str(spec.venue), sym)] for sym in spec.symbols]
         strategies.append(StrategyRuntime.build(name, spec, insts, fm.router, fm.feature_names, fm.contributions))
     return DeskRuntime(strategies, budgets, instruments, clock=clock), instruments, families
 
 
 def backtest_config(desk: DeskRuntime, instruments: list[Instrument], *, initial_balance: float,
                     seed: int) -> BacktestConfig:  # fmt: skip
-    """The simulator configuration of a desk: contracts per instrument, the fastest decision tick as the
-    batch period. Every parent the desk sends carries its strategy's routing table and maker fill ratio
-    floor (docs/strategy.md, Execution), so the executor's own defaults only describe the account."""
+    """The simulator configuration of a desk (see :func:`venue_config`)."""
+    return venue_config([(s.spec, s.instruments) for s in desk.strategies], instruments,
+                        initial_balance=initial_balance, seed=seed)  # fmt: skip
+
+
+def venue_config(strategies: Sequence[tuple[StrategySpec, Sequence[Instrument]]], instruments: list[Instrument], *,
+                 initial_balance: float, seed: int) -> BacktestConfig:  # fmt: skip
+    """The simulator configuration of a desk's strategies: contracts per instrument, the fastest decision
+    tick as the batch period. Every parent the desk sends carries its strategy's routing table and maker
+    fill ratio floor (docs/strategy.md, Execution), so the executor's own defaults only describe the account.
+    From the specs alone, so that paper mode's ``execute`` (which loads no models) configures the same
+    simulator as ``decide``."""
     leverage = {i.id: 1.0 for i in instruments}
-    for s in desk.strategies:
-        for i in s.instruments:
-            leverage[i.id] = max(leverage[i.id], float(s.spec.sizing.leverage))
+    for spec, insts in strategies:
+        for i in insts:
+            leverage[i.id] = max(leverage[i.id], float(spec.sizing.leverage))
     return BacktestConfig(
         contracts={i.id: i.contract(leverage=max(leverage[i.id], 1.0)) for i in instruments},
         initial_balance=initial_balance,
-        batch_ms=float(min(s.spec.decision.tick_ms for s in desk.strategies)),
+        batch_ms=float(min(spec.decision.tick_ms for spec, _ in strategies)),
         executor=ExecutorConfig(),
         seed=seed,
         top_levels=10,  # the book features read ten levels
     )
+
+
+def desk_instruments(desk: Desk) -> tuple[list[Instrument], list[tuple[StrategySpec, list[Instrument]]]]:
+    """The instrument table of a desk's manifests, and each strategy's spec with its instruments."""
+    pairs = [(str(s.venue), sym) for s in desk.strategies.values() for sym in s.symbols]
+    instruments = instrument_table(pairs)
+    by_key = {(i.venue, i.symbol): i for i in instruments}
+    legs = [(spec, [by_key[(str(spec.venue), sym)] for sym in spec.symbols]) for spec in desk.strategies.values()]
+    return instruments, legs
 
 
 def market_data(cfg: RunConfig, instruments: list[Instrument]) -> MarketData:
