@@ -18,21 +18,13 @@ import yaml
 
 from tradeplane.engine.sim.runner import run_backtest
 from tradeplane.workloads.audit import read_audit
-from tradeplane.workloads.local.demo import DemoConfig, demo_manifests, train_models
 from tradeplane.workloads.local.manifests import ManifestError, load_desk
 from tradeplane.workloads.local.runner import RunConfig, backtest_config, build_desk, market_data, run_local
 from tradeplane.workloads.store.chdb_store import ChdbStore
 
+from .conftest import usdm_only
+
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A home with a baseline and a candidate trained on a synthetic hour; the demo desk's manifests."""
-    home = tmp_path_factory.mktemp("home")
-    cfg = DemoConfig(examples=REPO / "examples", home=home, train_hours=1.0, trials=2, seed=3)
-    manifests = demo_manifests(cfg, train_models(cfg, lambda _: None))
-    return home, manifests
 
 
 def _store_rows(home: Path, table: str, run_id: str, order: str = "ts") -> dict[str, np.ndarray]:
@@ -85,12 +77,7 @@ def test_local_run_matches_the_backtest_on_a_real_capture(trained: tuple[Path, P
     through the backtester yields identical decisions and fills."""
     home, manifests = trained
     capture = shared_dir / "data" / "binance" / "ws" / "usdm_btcusdt_20240808.jsonl.gz"
-    only_usdm = manifests.parent / "usdm-only"
-    only_usdm.mkdir(exist_ok=True)
-    for f in manifests.glob("*.yaml"):
-        docs = list(yaml.safe_load_all(f.read_text()))
-        if not any(d.get("kind") == "Strategy" and d["spec"]["venue"] != "binance-usdm" for d in docs):
-            (only_usdm / f.name).write_text(f.read_text())
+    only_usdm = usdm_only(manifests)
     cfg = RunConfig(manifests=(only_usdm,), source="files", files=(capture,), home=home, run_id="parity",
                     report=False)  # fmt: skip
     local = run_local(cfg, clock=lambda: 0)

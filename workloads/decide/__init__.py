@@ -1,0 +1,1 @@
+"""The decide workload (paper mode: the desk runtime answering execute's venue steps)."""

@@ -1,0 +1,139 @@
+"""``tradeplane workload decide``: the desk runtime — features, model router, gates, rules, sizing, risk —
+publishing signals, intents, audit records, order and fill rows, and the desk's own rows.
+
+Paper mode (the only mode wired today): each venue step from ``execute`` (``venue.<account>``) is one call
+of the desk, answered on ``orders.<account>`` with the parents it started and cancelled
+(:class:`~tradeplane.workloads.paper.decider.PaperDecider`). The desk's outbox goes out with the same
+encoding as the local run (:func:`~tradeplane.workloads.bus.outbox.outbox_messages`), keyed by symbol, each
+record with a per-topic, per-key sequence (``tp-seq``) so the sink can drop redeliveries.
+
+Offsets of ``venue.<account>`` are committed after the answer and the outbox were handed to the producer
+(the commit flushes it first): a restart of ``decide`` resumes after the last answered step; a step
+delivered twice is answered once (the cached answer is sent again).
+
+Models are scored in-process (ONNX, from ``home``); scoring through Ray Serve per the ModelVersion's serving
+mode is available as a client (:mod:`..serve.client`) but not wired into this workload yet.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from prometheus_client import Counter, Histogram
+from pydantic import Field
+
+from ...engine.runtime.desk import DeskRuntime
+from ...engine.runtime.outbox import Outbox
+from ...settings import Settings
+from ..bus.kafka import KafkaBus, KafkaConsumer
+from ..bus.outbox import outbox_messages
+from ..bus.topics import orders_topic, venue_topic
+from ..local.manifests import load_desk
+from ..local.runner import backtest_config, build_desk
+from ..paper.decider import PaperDecider
+from ..paper.options import PaperDeskOptions
+from ..paper.protocol import ProtocolError, decode_venue_step, encode_order_commands
+from ..service.health import CheckResult
+from ..service.main import parse_options
+from ..service.service import LoopStep, WorkloadService
+
+log = logging.getLogger("tradeplane.workload.decide")
+_TANSU_SAFE = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 500}
+
+
+class DecideOptions(PaperDeskOptions):
+    home: Path = Field(default=Path(".tradeplane"), description="Where ModelVersion artifacts are found "
+                       "(models/<version>/), as for `tradeplane run --home`.")  # fmt: skip
+    run_id: str = Field(default="cluster", description="Lineage of the audit records (the sink's run_id).")
+    max_poll: int = Field(default=100, ge=1, description="Venue steps per loop step at most.")
+
+
+def lineage(opts: DecideOptions) -> dict[str, object]:
+    """What every audit record of this process says about where its decisions came from."""
+    return {"run_id": opts.run_id, "manifests": [str(p) for p in opts.manifests], "mode": "paper"}
+
+
+class _Sequencer:
+    """Per-topic, per-key sequence numbers for ``tp-seq`` (what the sink de-duplicates by)."""
+
+    def __init__(self) -> None:
+        self._next: dict[tuple[str, str], int] = {}
+
+    def __call__(self, topic: str, key: str) -> int:
+        n = self._next.get((topic, key), 0)
+        self._next[(topic, key)] = n + 1
+        return n
+
+
+def setup(service: WorkloadService, settings: Settings) -> LoopStep:
+    opts = parse_options(settings, DecideOptions)
+    manifests = load_desk(list(opts.manifests))
+    first, instruments, _ = build_desk(manifests, opts.home, initial_balance=opts.initial_balance)
+    cfg = backtest_config(first, instruments, initial_balance=opts.initial_balance, seed=opts.seed)
+    spare: list[DeskRuntime] = [first]
+    bus = KafkaBus(settings.kafka.bootstrap_servers, client_id=f"decide-{opts.account}", linger_ms=0.0,
+                   consumer_config=_TANSU_SAFE, fetch_wait_max_ms=opts.fetch_wait_ms,
+                   registry=service.registry)  # fmt: skip
+    bus.ensure_topics([venue_topic(opts.account), orders_topic(opts.account)])
+    steps_in: KafkaConsumer = bus.consumer(venue_topic(opts.account), max_queue=1_000,
+                                           name=f"decide-{opts.account}")  # fmt: skip
+    lineage_out = lineage(opts)
+    seq = _Sequencer()
+    published = Counter("tradeplane_decide_records", "Records published, by family.", ["family"],
+                        registry=service.registry)  # fmt: skip
+    step_seconds = Histogram("tradeplane_decide_step_seconds", "One venue step: desk call and publishing.",
+                             buckets=(1e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1, 0.5),
+                             registry=service.registry)  # fmt: skip
+    state = {"last_step": 0.0}
+
+    def publish(batch: Outbox) -> None:
+        for topic, key, value in outbox_messages(batch, account=opts.account, lineage=lineage_out):
+            bus.publish(topic, key, value, seq=seq(topic, key))
+            published.labels(topic.split(".", 1)[0]).inc()
+
+    def build() -> DeskRuntime:
+        desk = spare.pop() if spare else build_desk(manifests, opts.home, initial_balance=opts.initial_balance)[0]
+        desk.on_drain = publish
+        log.info("paper session: a fresh desk", extra={"strategies": [s.name for s in desk.strategies]})
+        return desk
+
+    decider = PaperDecider(build, cfg)
+    answers_topic = orders_topic(opts.account)
+
+    def step() -> None:
+        records = steps_in.fetch(opts.max_poll, timeout=0.1)
+        for r in records:
+            started = time.perf_counter()
+            try:
+                venue_step = decode_venue_step(r.value)
+            except ProtocolError as exc:
+                bus.send_to_dlq(r, f"venue_{exc.field}", str(exc))
+                continue
+            answer = decider.answer(venue_step)
+            if answer is not None:
+                bus.publish(answers_topic, opts.account, encode_order_commands(answer), seq=answer.seq)
+            step_seconds.observe(time.perf_counter() - started)
+            state["last_step"] = time.monotonic()
+        if records:
+            steps_in.commit()
+
+    def kafka_check() -> CheckResult:
+        h = bus.health()
+        return CheckResult.passed("producer ok") if h["status"] == "ok" else CheckResult.failed(str(h))
+
+    def desk_check() -> CheckResult:
+        info = decider.info
+        if info is None:
+            return CheckResult.passed("waiting for execute's first venue step")
+        return CheckResult.passed(f"session {info.session}: {info.steps} steps, {info.commands} commands")
+
+    service.add_check("kafka", kafka_check)
+    service.add_check("desk", desk_check, depends_on=["kafka"])
+    close_input: Callable[[], None] = steps_in.close
+    service.on_shutdown(close_input, "stop consuming")
+    service.on_shutdown(lambda: bus.flush(timeout=max(0.1, service.shutdown_remaining_s())), "flush producer")
+    service.on_shutdown(lambda: bus.close(timeout=max(0.1, service.shutdown_remaining_s())), "close")
+    return step

@@ -1,0 +1,1 @@
+"""The execute workload (paper mode: the simulator, driving decide in lock-step)."""
