@@ -11,7 +11,9 @@ reconnect with backoff, outage and gap flagged, resync from a live snapshot, sam
 diff → gap at that message, resync, same final book; (d) malformed frames → counted by type, handed to
 on_poison, nothing else changes; (e) rotation with a tiny max age → no diff lost or duplicated; plus refused
 handshakes, a silent connection, a peer that stops answering pings, and two symbols on two connections run
-through the synchronous ``run(stop_event)`` entry.
+through the synchronous ``run(stop_event)`` entry. With ``rebase_times`` the server stamps exchange times at
+send time, as a live exchange does: the ingest lag is then real (0 ≤ ingest − exchange < 1 s) and the
+events are otherwise the same.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
-from tests.fixtures.binance_replay import Faults, ReplayServer, comparable
+from tests.fixtures.binance_replay import Faults, ReplayServer, comparable, rebase_exchange_times
 from tradeplane.engine.book import BookConfig, BookSet
 from tradeplane.engine.events import (
     DEGRADED,
@@ -386,3 +388,63 @@ def test_two_symbols_on_two_connections_publish_per_symbol(shared_dir: Path, tmp
         ref, ref_snap = split_snapshots(reference)
         assert ours.tobytes() == ref.tobytes(), symbol
         assert ours_snap.tobytes() == ref_snap.tobytes(), symbol
+
+
+# --- exchange times rebased to the wall clock (live-exchange clocks for lag measurements) ----------------------
+
+
+def test_rebasing_shifts_every_exchange_time_of_a_message_by_one_offset(shared_dir: Path) -> None:
+    now_ns = 1_900_000_000_123_456_789
+    now_ms = now_ns // 1_000_000
+    for name in (USDM, SPOT):
+        for msg in ReplayServer([capture(shared_dir, name)], max_lines=300).timeline:
+            out = rebase_exchange_times(msg.raw, now_ns)
+            before, after = orjson.loads(msg.raw)["data"], orjson.loads(out)["data"]
+            if "E" not in before:  # spot bookTicker: no venue time, sent unchanged
+                assert out is msg.raw
+                continue
+            assert after["E"] == now_ms
+            if "T" in before:
+                assert after["E"] - after["T"] == before["E"] - before["T"] >= 0  # T ≤ E kept
+            assert {k: v for k, v in after.items() if k not in "ET"} == {
+                k: v for k, v in before.items() if k not in "ET"
+            }
+            assert rebase_exchange_times(out, before["E"] * 1_000_000) == msg.raw  # every other byte kept
+    samples = {  # nested times, a kline's start time ``t`` (a trade's ``t`` is an id), microseconds
+        b'{"e":"kline","E":1000,"s":"X","k":{"t":900,"T":959,"f":7,"L":9,"x":false}}': b'{"e":"kline","E":5000,"s":"X","k":{"t":4900,"T":4959,"f":7,"L":9,"x":false}}',
+        b'{"e":"forceOrder","E":1000,"o":{"s":"X","S":"SELL","ap":"1","z":"2","T":998}}': b'{"e":"forceOrder","E":5000,"o":{"s":"X","S":"SELL","ap":"1","z":"2","T":4998}}',
+        b'{"e":"markPriceUpdate","E":1000,"s":"X","p":"1","r":"0.0001","T":2000}': b'{"e":"markPriceUpdate","E":5000,"s":"X","p":"1","r":"0.0001","T":6000}',
+        b'{"e":"trade","E":1000,"T":999,"s":"X","t":12345,"p":"1","q":"1","m":true}': b'{"e":"trade","E":5000,"T":4999,"s":"X","t":12345,"p":"1","q":"1","m":true}',
+        b'{"lastUpdateId":77,"E":1000,"T":990,"bids":[["1.0","2"]],"asks":[]}': b'{"lastUpdateId":77,"E":5000,"T":4990,"bids":[["1.0","2"]],"asks":[]}',
+    }
+    for raw, expected in samples.items():
+        assert rebase_exchange_times(raw, 5000 * 1_000_000) == expected
+    us = b'{"e":"trade","E":1723161256322000,"T":1723161256321500,"t":1}'
+    assert rebase_exchange_times(us, now_ns) == b'{"e":"trade","E":%d,"T":%d,"t":1}' % (
+        now_ns // 1000,
+        now_ns // 1000 - 500,
+    )
+
+
+def test_rebased_replay_gives_live_exchange_times_and_the_same_events(shared_dir: Path, tmp_path: Path) -> None:
+    lines = 3000
+    reference = reference_events(shared_dir, USDM, lines, tmp_path)
+    final_book(reference, TICKS[USDM])  # compile the book before the clock matters
+    with ReplayServer([capture(shared_dir, USDM)], max_lines=lines, speed=10.0, rebase_times=True) as server:
+        run = run_ingest(server, USDM, funding_poll_s=30.0, open_interest_poll_s=30.0)
+    events = run.events()
+    assert np.all(events["exchange_ts"] != events["ingest_ts"])  # USD-M: every message has a venue time
+    lag = events["ingest_ts"] - events["exchange_ts"]
+    assert lag.min() >= 0 and lag.max() < 1_000_000_000, (lag.min(), lag.max())  # websocket, snapshot and polls
+    kind = events["kind"] & KIND_MASK
+    polled = np.isin(kind, (MARK, OPEN_INTEREST))
+    assert int(polled.sum()) == 2
+    ours, ours_snap = split_snapshots(events[~polled])
+    ref, ref_snap = split_snapshots(reference)
+    shift = ours["exchange_ts"] - ref["exchange_ts"]
+    assert np.all(shift > 0)  # 2024 times moved to now
+    for a in (ours, ours_snap, ref, ref_snap):
+        a["exchange_ts"] = 0
+    assert len(ours) == len(ref) and ours.tobytes() == ref.tobytes()  # same prices, sizes, kinds, ids, order
+    assert ours_snap.tobytes() == ref_snap.tobytes()
+    assert run.kinds("md_gap") == [] and run.session.pipeline.sync_state() == {"BTCUSDT": None}

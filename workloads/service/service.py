@@ -77,6 +77,9 @@ class WorkloadService:
             install_process_collectors(registry)
         self.registry: CollectorRegistry = registry
         self.stop_requested = threading.Event()
+        #: set when the main loop starts: until then the workload's setup is still connecting and registering
+        #: its checks, and /readyz must not report ready on an empty dependency tree
+        self.running = threading.Event()
         self.stop_reason = ""
         self._stop_at: float | None = None
         self.checks = CheckTree()
@@ -163,6 +166,7 @@ class WorkloadService:
         accepted), and the code is ``EXIT_LOOP_FAILED`` so the orchestrator restarts the process.
         """
         self.start()
+        self.running.set()
         _log.info("workload running")
         failed = False
         steps, step_seconds = self.metrics.loop_steps, self.metrics.loop_step_seconds
@@ -231,6 +235,10 @@ class WorkloadService:
         if self.stop_requested.is_set():
             body["status"] = "fail"
             body["reason"] = f"stopping ({self.stop_reason})"
+            return False, body
+        if not self.running.is_set():
+            body["status"] = "fail"
+            body["reason"] = "starting: the workload's setup has not finished"
             return False, body
         return report.ready, body
 

@@ -52,8 +52,21 @@ def clock() -> FakeClock:
 def svc(clock: FakeClock) -> Iterator[WorkloadService]:
     service = WorkloadService("decide", host="127.0.0.1", port=0, heartbeat_timeout_s=10.0, clock=clock)
     service.start()
+    service.running.set()  # as run() does when the main loop starts
     yield service
     service.close()
+
+
+def test_not_ready_until_the_main_loop_runs(clock: FakeClock) -> None:
+    service = WorkloadService("decide", host="127.0.0.1", port=0, heartbeat_timeout_s=10.0, clock=clock)
+    service.start()
+    try:
+        status, body = get_json(service.port, "/readyz")  # setup still running: no checks registered yet
+        assert status == 503 and body["reason"].startswith("starting")
+        service.running.set()
+        assert get_json(service.port, "/readyz")[0] == 200
+    finally:
+        service.close()
 
 
 def test_ready_then_blocked_by_a_failing_dependency_while_alive(svc: WorkloadService) -> None:
