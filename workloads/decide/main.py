@@ -7,8 +7,8 @@ of the desk, answered on ``orders.<account>`` with the parents it started and ca
 encoding as the local run (:func:`~tradeplane.workloads.bus.outbox.outbox_messages`), keyed by symbol, each
 record with a per-topic, per-key sequence (``tp-seq``) so the sink can drop redeliveries.
 
-Offsets of ``venue.<account>`` are committed after the answer and the outbox were handed to the producer
-(the commit flushes it first): a restart of ``decide`` resumes after the last answered step; a step
+Offsets of ``venue.<account>`` are committed (at most every ``commit_every_s``) after the answers and the outbox
+were handed to the producer (the commit flushes it first); a step
 delivered twice is answered once (the cached answer is sent again).
 
 Models are scored in-process (ONNX, from ``home``); scoring through Ray Serve per the ModelVersion's serving
@@ -42,6 +42,9 @@ from ..service.service import LoopStep, WorkloadService
 
 log = logging.getLogger("tradeplane.workload.decide")
 _TANSU_SAFE = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 500}
+#: a venue step of a fast replay can hold seconds of market data (MBs); on Apache Kafka give the venue topic
+#: ``max.message.bytes`` to match (docs/dataplane.md)
+_BIG_MESSAGES = {"message.max.bytes": 64 * 1024 * 1024}
 
 
 class DecideOptions(PaperDeskOptions):
@@ -49,6 +52,9 @@ class DecideOptions(PaperDeskOptions):
                        "(models/<version>/), as for `tradeplane run --home`.")  # fmt: skip
     run_id: str = Field(default="cluster", description="Lineage of the audit records (the sink's run_id).")
     max_poll: int = Field(default=100, ge=1, description="Venue steps per loop step at most.")
+    commit_every_s: float = Field(default=0.5, ge=0, description="Commit the venue topic's offsets at most this "
+                                  "often (a commit waits for the producer's deliveries: per step it would bound "
+                                  "the lock-step's rate).")  # fmt: skip
 
 
 def lineage(opts: DecideOptions) -> dict[str, object]:
@@ -75,7 +81,7 @@ def setup(service: WorkloadService, settings: Settings) -> LoopStep:
     cfg = backtest_config(first, instruments, initial_balance=opts.initial_balance, seed=opts.seed)
     spare: list[DeskRuntime] = [first]
     bus = KafkaBus(settings.kafka.bootstrap_servers, client_id=f"decide-{opts.account}", linger_ms=0.0,
-                   consumer_config=_TANSU_SAFE, fetch_wait_max_ms=opts.fetch_wait_ms,
+                   producer_config=_BIG_MESSAGES, consumer_config=_TANSU_SAFE, fetch_wait_max_ms=opts.fetch_wait_ms,
                    registry=service.registry)  # fmt: skip
     bus.ensure_topics([venue_topic(opts.account), orders_topic(opts.account)])
     steps_in: KafkaConsumer = bus.consumer(venue_topic(opts.account), max_queue=1_000,
@@ -87,7 +93,7 @@ def setup(service: WorkloadService, settings: Settings) -> LoopStep:
     step_seconds = Histogram("tradeplane_decide_step_seconds", "One venue step: desk call and publishing.",
                              buckets=(1e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1, 0.5),
                              registry=service.registry)  # fmt: skip
-    state = {"last_step": 0.0}
+    state = {"last_step": 0.0, "last_commit": 0.0}
 
     def publish(batch: Outbox) -> None:
         for topic, key, value in outbox_messages(batch, account=opts.account, lineage=lineage_out):
@@ -117,8 +123,9 @@ def setup(service: WorkloadService, settings: Settings) -> LoopStep:
                 bus.publish(answers_topic, opts.account, encode_order_commands(answer), seq=answer.seq)
             step_seconds.observe(time.perf_counter() - started)
             state["last_step"] = time.monotonic()
-        if records:
-            steps_in.commit()
+        if records and time.monotonic() - state["last_commit"] >= opts.commit_every_s:
+            steps_in.commit()  # flushes the producer first: every answered step's records are delivered
+            state["last_commit"] = time.monotonic()
 
     def kafka_check() -> CheckResult:
         h = bus.health()
@@ -133,6 +140,7 @@ def setup(service: WorkloadService, settings: Settings) -> LoopStep:
     service.add_check("kafka", kafka_check)
     service.add_check("desk", desk_check, depends_on=["kafka"])
     close_input: Callable[[], None] = steps_in.close
+    service.on_shutdown(lambda: steps_in.commit() if decider.info else None, "commit")
     service.on_shutdown(close_input, "stop consuming")
     service.on_shutdown(lambda: bus.flush(timeout=max(0.1, service.shutdown_remaining_s())), "flush producer")
     service.on_shutdown(lambda: bus.close(timeout=max(0.1, service.shutdown_remaining_s())), "close")

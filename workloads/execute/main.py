@@ -47,6 +47,9 @@ from ..service.service import LoopStep, WorkloadService
 log = logging.getLogger("tradeplane.workload.execute")
 _MS = 1_000_000
 _TANSU_SAFE = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 500}
+#: a venue step of a fast replay can hold seconds of market data (MBs); on Apache Kafka give the venue topic
+#: ``max.message.bytes`` to match (docs/dataplane.md)
+_BIG_MESSAGES = {"message.max.bytes": 64 * 1024 * 1024}
 
 
 class ExecuteOptions(PaperDeskOptions):
@@ -75,7 +78,7 @@ def setup(service: WorkloadService, settings: Settings) -> LoopStep:
     venues = {md_venue(i.venue) for i in instruments}
     pattern = f"{MD}.{venues.pop()}.*" if len(venues) == 1 else f"{MD}.*"
     bus = KafkaBus(settings.kafka.bootstrap_servers, client_id=f"execute-{opts.account}", linger_ms=0.0,
-                   consumer_config=_TANSU_SAFE, fetch_wait_max_ms=opts.fetch_wait_ms,
+                   producer_config=_BIG_MESSAGES, consumer_config=_TANSU_SAFE, fetch_wait_max_ms=opts.fetch_wait_ms,
                    registry=service.registry)  # fmt: skip
     bus.ensure_topics([venue_topic(opts.account), orders_topic(opts.account)])
     md: KafkaConsumer = bus.consumer(pattern, max_queue=10_000, name=f"execute-{opts.account}-md")

@@ -30,6 +30,10 @@ WorkloadSetup = Callable[[WorkloadService, Settings], LoopStep]
 #: name → setup function or "module:function". The ingest/decide/execute/sink parts register here.
 WORKLOADS: dict[str, WorkloadSetup | str] = {
     "noop": "tradeplane.workloads.service.noop:setup",
+    "sink": "tradeplane.workloads.sink.main:setup",
+    "decide": "tradeplane.workloads.decide.main:setup",
+    "execute": "tradeplane.workloads.execute.main:setup",
+    "ingest": "tradeplane.workloads.ingest.main:setup",
 }
 
 _log = logging.getLogger("tradeplane.workload")
