@@ -39,8 +39,10 @@ from tests.integration.test_ingest_workload import launch, stop  # noqa: E402
 from tests.integration.test_workload_process import WorkloadProcess  # noqa: E402
 from tests.services.kafka import KafkaBroker  # noqa: E402
 from tradeplane.workloads.bus.kafka import KafkaBus  # noqa: E402
+from tradeplane.workloads.bus.topics import signals_topic  # noqa: E402
 from tradeplane.workloads.codec import signal_from_proto  # noqa: E402
 from tradeplane.workloads.local.demo import DemoConfig, demo_manifests, train_models  # noqa: E402
+from tradeplane.workloads.local.manifests import load_desk  # noqa: E402
 
 CAPTURE = REPO.parent / "shared" / "data" / "binance" / "ws" / "usdm_btcusdt_20240808.jsonl.gz"
 CONSUMER = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 500}
@@ -80,7 +82,10 @@ def one_rate(rate: float, native: float, seconds: float, hold_back_ms: float, ho
             p.wait_log("http endpoints listening", timeout=120)
         bus = KafkaBus(broker.bootstrap_servers, client_id="bench-reader", consumer_config=CONSUMER,
                        fetch_wait_max_ms=5)  # fmt: skip
-        cons = bus.consumer("signals.*", max_queue=100_000, name="bench-reader")
+        topics = [signals_topic(name) for name in load_desk([manifests]).strategies]
+        bus.ensure_topics(topics)  # subscribed before the first signal: the lag is the pipeline's, not a join's
+        cons = bus.consumer(topics[0] if len(topics) == 1 else "signals.*", max_queue=100_000, name="bench-reader")
+        cons.wait_assigned(timeout=60)
         with ReplayServer([CAPTURE], max_lines=lines, speed=speed, rebase_times=True) as server:
             ingest, _ = launch(started, work, _env(broker.bootstrap_servers, {}), broker, server, "ingest-bench")
             deadline = time.monotonic() + seconds * 3 + 60
