@@ -38,6 +38,20 @@ class KafkaSettings(_Section):
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None
 
+    def client_security(self) -> dict[str, Any]:
+        """The librdkafka security settings (empty for PLAINTEXT without SASL): what every workload's
+        producer, consumers and admin client need on a secured cluster."""
+        out: dict[str, Any] = {}
+        if self.security_protocol != "PLAINTEXT":
+            out["security.protocol"] = self.security_protocol
+        if self.sasl_mechanism is not None:
+            out["sasl.mechanism"] = self.sasl_mechanism
+        if self.sasl_username is not None:
+            out["sasl.username"] = self.sasl_username
+        if self.sasl_password is not None:
+            out["sasl.password"] = self.sasl_password.get_secret_value()
+        return out
+
 
 class ClickHouseSettings(_Section):
     dsn: SecretStr | None = Field(

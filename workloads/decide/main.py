@@ -81,7 +81,8 @@ def setup(service: WorkloadService, settings: Settings) -> LoopStep:
     cfg = backtest_config(first, instruments, initial_balance=opts.initial_balance, seed=opts.seed)
     spare: list[DeskRuntime] = [first]
     bus = KafkaBus(settings.kafka.bootstrap_servers, client_id=f"decide-{opts.account}", linger_ms=0.0,
-                   producer_config=_BIG_MESSAGES, consumer_config=_TANSU_SAFE, fetch_wait_max_ms=opts.fetch_wait_ms,
+                   producer_config=_BIG_MESSAGES | settings.kafka.client_security(),
+                   consumer_config=_TANSU_SAFE | settings.kafka.client_security(), fetch_wait_max_ms=opts.fetch_wait_ms,
                    registry=service.registry)  # fmt: skip
     bus.ensure_topics([venue_topic(opts.account), orders_topic(opts.account)])
     steps_in: KafkaConsumer = bus.consumer(venue_topic(opts.account), max_queue=1_000,

@@ -78,7 +78,8 @@ def setup(service: WorkloadService, settings: Settings) -> LoopStep:
     venues = {md_venue(i.venue) for i in instruments}
     pattern = f"{MD}.{venues.pop()}.*" if len(venues) == 1 else f"{MD}.*"
     bus = KafkaBus(settings.kafka.bootstrap_servers, client_id=f"execute-{opts.account}", linger_ms=0.0,
-                   producer_config=_BIG_MESSAGES, consumer_config=_TANSU_SAFE, fetch_wait_max_ms=opts.fetch_wait_ms,
+                   producer_config=_BIG_MESSAGES | settings.kafka.client_security(),
+                   consumer_config=_TANSU_SAFE | settings.kafka.client_security(), fetch_wait_max_ms=opts.fetch_wait_ms,
                    registry=service.registry)  # fmt: skip
     bus.ensure_topics([venue_topic(opts.account), orders_topic(opts.account)])
     md: KafkaConsumer = bus.consumer(pattern, max_queue=10_000, name=f"execute-{opts.account}-md")

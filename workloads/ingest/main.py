@@ -37,7 +37,7 @@ from typing import Annotated, Any, Final
 import orjson
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from ...settings import ENV_PREFIX, KafkaSettings, Settings, SettingsError
+from ...settings import ENV_PREFIX, Settings, SettingsError
 from ..bus.base import Consumer, Handler, Key, Record, Subscription
 from ..bus.inprocess import InProcessBus
 from ..bus.kafka import DeliveryReport, KafkaBus
@@ -154,20 +154,6 @@ def ingest_config(opts: IngestOptions) -> IngestConfig:
         message = str(exc).removeprefix(f"ingest config {exc.field}: ")
         key = f"workload.options.{exc.field}"
         raise SettingsError(f"invalid workload options:\n  {key} ({option_env(exc.field)}): {message}") from None
-
-
-def kafka_client_config(kafka: KafkaSettings) -> dict[str, Any]:
-    """librdkafka security settings of ``settings.kafka`` (nothing for PLAINTEXT)."""
-    conf: dict[str, Any] = {}
-    if kafka.security_protocol != "PLAINTEXT":
-        conf["security.protocol"] = kafka.security_protocol
-    if kafka.sasl_mechanism is not None:
-        conf["sasl.mechanism"] = kafka.sasl_mechanism
-    if kafka.sasl_username is not None:
-        conf["sasl.username"] = kafka.sasl_username
-    if kafka.sasl_password is not None:
-        conf["sasl.password"] = kafka.sasl_password.get_secret_value()
-    return conf
 
 
 def warm_up(config: IngestConfig) -> float:
@@ -450,7 +436,7 @@ def setup(service: WorkloadService, settings: Settings) -> LoopStep:
     opts = parse_options(settings, IngestOptions)
     config = ingest_config(opts)
     tracker = DeliveryTracker()
-    security = kafka_client_config(settings.kafka)
+    security = settings.kafka.client_security()
     bus = KafkaBus(
         settings.kafka.bootstrap_servers,
         client_id=config.name,

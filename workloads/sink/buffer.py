@@ -26,12 +26,11 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
 from ..store.base import Column, Columns, Store, StoreError, StoreUnavailableError
+from ..store.writer import as_column
 from .spill import Marks, Segment, SpillDir
 
 log = logging.getLogger(__name__)
@@ -52,17 +51,6 @@ class BufferStats:
     rejected: dict[str, int] = field(default_factory=dict)  #: table → rows refused for good
     outages: int = 0
     max_buffered: int = 0  #: the most rows ever held in memory at once
-
-
-def _column(values: Column) -> npt.NDArray[Any]:
-    if isinstance(values, np.ndarray):
-        return values
-    items = list(values)
-    if items and isinstance(items[0], list | tuple | np.ndarray):
-        out = np.empty(len(items), dtype=object)
-        out[:] = items
-        return out
-    return np.asarray(items) if items else np.empty(0, dtype=object)
 
 
 def concat_blocks(blocks: list[Columns]) -> Columns:
@@ -141,7 +129,7 @@ class OutageBuffer:
 
     def insert(self, table: str, columns: Mapping[str, Column]) -> int:
         """Insert now or keep the block; never raises ``StoreUnavailableError`` (the rows are kept)."""
-        cols = {name: _column(v) for name, v in columns.items()}
+        cols = {name: as_column(v) for name, v in columns.items()}
         n = len(next(iter(cols.values()))) if cols else 0
         if n == 0:
             return 0

@@ -20,7 +20,7 @@ from ..service.service import LoopStep, WorkloadService
 from ..store.base import Store
 from ..store.chdb_store import ChdbStore
 from ..store.clickhouse_server import ClickHouseServerStore, RetryPolicy
-from .options import SinkOptions, default_path, kafka_security, store_endpoint
+from .options import SinkOptions, default_path, store_endpoint
 from .sink import Sink
 from .spill import SpillDir
 
@@ -37,7 +37,7 @@ def make_store(opts: SinkOptions, settings: Settings, registry: CollectorRegistr
 
 def make_bus(opts: SinkOptions, settings: Settings, registry: CollectorRegistry | None) -> KafkaBus:
     """The sink's Kafka bus: its consumer group, and the producer its dead letters go through."""
-    security = kafka_security(settings.kafka)
+    security = settings.kafka.client_security()
     return KafkaBus(
         settings.kafka.bootstrap_servers,
         client_id="tradeplane-sink",

@@ -12,7 +12,7 @@ from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ...settings import ClickHouseSettings, KafkaSettings, Settings, SettingsError
+from ...settings import ClickHouseSettings, Settings, SettingsError
 
 STORED_PATTERN: Final = "[adfims][dinue]*"
 """The one subscription that covers exactly the stored families — ``md``, ``signals``, ``intents``,
@@ -87,20 +87,6 @@ def store_endpoint(ch: ClickHouseSettings) -> dict[str, Any]:
         "user": unquote(url.username) if url.username else "default",
         "password": unquote(url.password) if url.password else "",
     }
-
-
-def kafka_security(kafka: KafkaSettings) -> dict[str, Any]:
-    """librdkafka security settings of ``kafka`` (empty for PLAINTEXT without SASL)."""
-    out: dict[str, Any] = {}
-    if kafka.security_protocol != "PLAINTEXT":
-        out["security.protocol"] = kafka.security_protocol
-    if kafka.sasl_mechanism is not None:
-        out["sasl.mechanism"] = kafka.sasl_mechanism
-    if kafka.sasl_username is not None:
-        out["sasl.username"] = kafka.sasl_username
-    if kafka.sasl_password is not None:
-        out["sasl.password"] = kafka.sasl_password.get_secret_value()
-    return out
 
 
 def default_path(settings: Settings, given: Path | None, name: str) -> Path:

@@ -26,7 +26,7 @@ class WriteError(StoreError):
     """A flush failed; the rows are still buffered (see :attr:`TableWriter.buffered`)."""
 
 
-def _as_column(values: Column) -> npt.NDArray[Any]:
+def as_column(values: Column) -> npt.NDArray[Any]:
     """A 1-D array of the values; sequences of sequences (Array columns) become object arrays of them."""
     if isinstance(values, np.ndarray):
         if values.ndim != 1:
@@ -120,7 +120,7 @@ class TableWriter:
             if rows.dtype.names is None:
                 raise ValueError(f"{self.table}: a plain array has no column names; pass a structured array")
             rows = {name: rows[name] for name in rows.dtype.names}
-        chunk = {name: _as_column(values) for name, values in rows.items()}
+        chunk = {name: as_column(values) for name, values in rows.items()}
         lengths = {name: len(col) for name, col in chunk.items()}
         n = next(iter(lengths.values()), 0)
         if any(v != n for v in lengths.values()):
@@ -148,7 +148,7 @@ class TableWriter:
         if not self._rows:
             return
         names = self._columns or ()
-        self._chunks.append({name: _as_column([r[name] for r in self._rows]) for name in names})
+        self._chunks.append({name: as_column([r[name] for r in self._rows]) for name in names})
         self._rows = []
 
     def maybe_flush(self, now_ns: int) -> int:

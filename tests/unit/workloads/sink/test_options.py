@@ -13,7 +13,7 @@ from tradeplane.workloads.bus.kafka import subscription_for
 from tradeplane.workloads.bus.outbox import STORED_FAMILIES
 from tradeplane.workloads.bus.topics import DLQ, FAMILIES, MD
 from tradeplane.workloads.service.main import parse_options
-from tradeplane.workloads.sink.options import STORED_PATTERN, SinkOptions, kafka_security, store_endpoint
+from tradeplane.workloads.sink.options import STORED_PATTERN, SinkOptions, store_endpoint
 
 
 def test_the_default_pattern_subscribes_to_exactly_the_stored_families() -> None:
@@ -61,10 +61,10 @@ def test_store_endpoint_from_the_dsn() -> None:
 
 
 def test_kafka_security_settings() -> None:
-    assert kafka_security(Settings().kafka) == {}
+    assert Settings().kafka.client_security() == {}
     kafka = Settings(kafka={"security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512",
                             "sasl_username": "sink", "sasl_password": "pw"}).kafka  # fmt: skip
-    assert kafka_security(kafka) == {
+    assert kafka.client_security() == {
         "security.protocol": "SASL_SSL", "sasl.mechanism": "SCRAM-SHA-512", "sasl.username": "sink",
         "sasl.password": "pw",
     }  # fmt: skip
