@@ -28,23 +28,19 @@ from pydantic import Field
 from ...engine.runtime.desk import DeskRuntime
 from ...engine.runtime.outbox import Outbox
 from ...settings import Settings
-from ..bus.kafka import KafkaBus, KafkaConsumer
+from ..bus.kafka import KafkaConsumer
 from ..bus.outbox import outbox_messages
 from ..bus.topics import orders_topic, venue_topic
 from ..local.manifests import load_desk
 from ..local.runner import backtest_config, build_desk
 from ..paper.decider import PaperDecider
-from ..paper.options import PaperDeskOptions
+from ..paper.options import PaperDeskOptions, bus_check, lockstep_bus
 from ..paper.protocol import ProtocolError, decode_venue_step, encode_order_commands
 from ..service.health import CheckResult
 from ..service.main import parse_options
 from ..service.service import LoopStep, WorkloadService
 
 log = logging.getLogger("tradeplane.workload.decide")
-_TANSU_SAFE = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 500}
-#: a venue step of a fast replay can hold seconds of market data (MBs); on Apache Kafka give the venue topic
-#: ``max.message.bytes`` to match (docs/dataplane.md)
-_BIG_MESSAGES = {"message.max.bytes": 64 * 1024 * 1024}
 
 
 class DecideOptions(PaperDeskOptions):
@@ -80,11 +76,7 @@ def setup(service: WorkloadService, settings: Settings) -> LoopStep:
     first, instruments, _ = build_desk(manifests, opts.home, initial_balance=opts.initial_balance)
     cfg = backtest_config(first, instruments, initial_balance=opts.initial_balance, seed=opts.seed)
     spare: list[DeskRuntime] = [first]
-    bus = KafkaBus(settings.kafka.bootstrap_servers, client_id=f"decide-{opts.account}", linger_ms=0.0,
-                   producer_config=_BIG_MESSAGES | settings.kafka.client_security(),
-                   consumer_config=_TANSU_SAFE | settings.kafka.client_security(), fetch_wait_max_ms=opts.fetch_wait_ms,
-                   registry=service.registry)  # fmt: skip
-    bus.ensure_topics([venue_topic(opts.account), orders_topic(opts.account)])
+    bus = lockstep_bus(settings, opts, "decide", service.registry)
     steps_in: KafkaConsumer = bus.consumer(venue_topic(opts.account), max_queue=1_000,
                                            name=f"decide-{opts.account}")  # fmt: skip
     lineage_out = lineage(opts)
@@ -128,17 +120,13 @@ def setup(service: WorkloadService, settings: Settings) -> LoopStep:
             steps_in.commit()  # flushes the producer first: every answered step's records are delivered
             state["last_commit"] = time.monotonic()
 
-    def kafka_check() -> CheckResult:
-        h = bus.health()
-        return CheckResult.passed("producer ok") if h["status"] == "ok" else CheckResult.failed(str(h))
-
     def desk_check() -> CheckResult:
         info = decider.info
         if info is None:
             return CheckResult.passed("waiting for execute's first venue step")
         return CheckResult.passed(f"session {info.session}: {info.steps} steps, {info.commands} commands")
 
-    service.add_check("kafka", kafka_check)
+    service.add_check("kafka", bus_check(bus))
     service.add_check("desk", desk_check, depends_on=["kafka"])
     close_input: Callable[[], None] = steps_in.close
     service.on_shutdown(lambda: steps_in.commit() if decider.info else None, "commit")

@@ -31,13 +31,13 @@ from pydantic import Field
 from ...engine.sim.runner import BacktestRun
 from ...settings import Settings
 from ..bus.dedup import SequenceFilter
-from ..bus.kafka import KafkaBus, KafkaConsumer
+from ..bus.kafka import KafkaConsumer
 from ..bus.mdbatch import MdBatchError, decode_md_batch
 from ..bus.topics import MD, orders_topic, venue_topic
 from ..local.manifests import load_desk
 from ..local.runner import desk_instruments, venue_config
 from ..paper.feed import MarketFeed
-from ..paper.options import PaperDeskOptions
+from ..paper.options import PaperDeskOptions, bus_check, lockstep_bus
 from ..paper.protocol import OrderCommands, ProtocolError, decode_order_commands
 from ..paper.remote import RemoteDesk
 from ..service.health import CheckResult
@@ -46,10 +46,6 @@ from ..service.service import LoopStep, WorkloadService
 
 log = logging.getLogger("tradeplane.workload.execute")
 _MS = 1_000_000
-_TANSU_SAFE = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 500}
-#: a venue step of a fast replay can hold seconds of market data (MBs); on Apache Kafka give the venue topic
-#: ``max.message.bytes`` to match (docs/dataplane.md)
-_BIG_MESSAGES = {"message.max.bytes": 64 * 1024 * 1024}
 
 
 class ExecuteOptions(PaperDeskOptions):
@@ -77,11 +73,7 @@ def setup(service: WorkloadService, settings: Settings) -> LoopStep:
                       start_wait_ns=round(opts.start_wait_ms * _MS))  # fmt: skip
     venues = {md_venue(i.venue) for i in instruments}
     pattern = f"{MD}.{venues.pop()}.*" if len(venues) == 1 else f"{MD}.*"
-    bus = KafkaBus(settings.kafka.bootstrap_servers, client_id=f"execute-{opts.account}", linger_ms=0.0,
-                   producer_config=_BIG_MESSAGES | settings.kafka.client_security(),
-                   consumer_config=_TANSU_SAFE | settings.kafka.client_security(), fetch_wait_max_ms=opts.fetch_wait_ms,
-                   registry=service.registry)  # fmt: skip
-    bus.ensure_topics([venue_topic(opts.account), orders_topic(opts.account)])
+    bus = lockstep_bus(settings, opts, "execute", service.registry)
     md: KafkaConsumer = bus.consumer(pattern, max_queue=10_000, name=f"execute-{opts.account}-md")
     answers: KafkaConsumer = bus.consumer(orders_topic(opts.account), max_queue=1_000,
                                           name=f"execute-{opts.account}-orders-{secrets.token_hex(4)}",
@@ -164,10 +156,6 @@ def setup(service: WorkloadService, settings: Settings) -> LoopStep:
                                                  "fills": int(result.fills.shape[0]),
                                                  "late_events": run.sim.late_events})  # fmt: skip
 
-    def kafka_check() -> CheckResult:
-        h = bus.health()
-        return CheckResult.passed("producer ok") if h["status"] == "ok" else CheckResult.failed(str(h))
-
     def decide_check() -> CheckResult:
         since = state["waiting_since"]
         if since and time.monotonic() - since > min(5.0, opts.answer_timeout_s):
@@ -181,7 +169,7 @@ def setup(service: WorkloadService, settings: Settings) -> LoopStep:
         return CheckResult.passed(f"last md batch {time.monotonic() - state['last_md']:.1f} s ago; "
                                   f"{feed.released} events fed")  # fmt: skip
 
-    service.add_check("kafka", kafka_check)
+    service.add_check("kafka", bus_check(bus))
     service.add_check("market-data", market_check, depends_on=["kafka"], readiness=False)
     service.add_check("decide", decide_check, depends_on=["kafka"])
     service.on_shutdown(md.close, "stop consuming")

@@ -74,11 +74,7 @@ def _desk(policy: str) -> DeskRuntime:
 def _collect(desk: DeskRuntime) -> list[list[tuple[str, str, bytes]]]:
     """Every batch's messages exactly as they would go on the bus."""
     out: list[list[tuple[str, str, bytes]]] = []
-
-    def drain(batch: Outbox) -> None:
-        out.append(outbox_messages(batch, account="paper", lineage={"run": "t"}))
-
-    desk.on_drain = drain
+    _hooked(desk, out)
     return out
 
 
