@@ -224,7 +224,12 @@ def test_cut_connection_reconnects_resyncs_and_flags_the_gap(shared_dir: Path, t
     reasons = [r["reason"] for r in run.kinds("md_resync_request")]
     assert reasons[0] == "no_snapshot" and "gap" in reasons
     assert len(run.kinds("md_resynced")) == 2  # the initial sync and the resync
-    assert run.metric("resyncs_total", {"symbol": "BTCUSDT"}) == 1
+    # The one outage also trips the gap-ratio monitor (and on a loaded machine may fill the pre-snapshot buffer)
+    # while the snapshot is on its way: further requests, answered by the same snapshot. The counter counts
+    # flushes that asked, so it is 1 when they come in the gap's flush and more when they come later.
+    later = reasons[reasons.index("gap") + 1 :]
+    assert set(later) <= {"buffer_overflow", "gap_ratio"}, reasons
+    assert 1 <= run.metric("resyncs_total", {"symbol": "BTCUSDT"}) <= 1 + len(later)
     assert [mode for _, _, mode in stats.snapshots] == ["recorded", "live"]
     events = run.events()
     assert int(((events["kind"] & KIND_MASK) == SNAPSHOT).sum()) > 1000  # both snapshots are in the stream
