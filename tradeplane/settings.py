@@ -88,6 +88,24 @@ class WorkloadSettings(_Section):
     options: dict[str, Any] = Field(default_factory=dict, description="Workload-specific keys.")
 
 
+class OperatorSettings(_Section):
+    """What the operator puts into the objects it renders (``TRADEPLANE_OPERATOR__<KEY>``; the Helm chart sets
+    them from its values). The operator itself needs no DSN or exchange key: it only names the Secret."""
+
+    image: str = Field(default="ghcr.io/tradeplane/tradeplane:latest", description="Image of workloads and Ray pods.")
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    workload_service_account: str = Field(default="", description="ServiceAccount of workload pods ('' = default).")
+    clickhouse_dsn_secret: str = Field(
+        default="", description="Secret holding the ClickHouse DSN for the sink ('' = the sink uses embedded chDB)."
+    )
+    clickhouse_dsn_key: str = Field(default="dsn", description="Key of the DSN in that Secret.")
+    ray_namespace: str = Field(default="", description="Namespace of RayService/RayJob objects ('' = the owner's).")
+    models_pvc: str = Field(default="", description="PVC mounted as the model home ('' = an emptyDir).")
+    resync_seconds: float = Field(
+        default=30.0, gt=0, description="Every object is reconciled at least this often (repairs drift)."
+    )
+
+
 class Settings(BaseSettings):
     """All settings of a tradeplane process. Nested keys use ``__`` in env names (``TRADEPLANE_KAFKA__…``)."""
 
@@ -105,6 +123,7 @@ class Settings(BaseSettings):
     clickhouse: ClickHouseSettings = Field(default_factory=ClickHouseSettings)
     binance: BinanceSettings = Field(default_factory=BinanceSettings)
     workload: WorkloadSettings = Field(default_factory=WorkloadSettings)
+    operator: OperatorSettings = Field(default_factory=OperatorSettings)
 
     @classmethod
     def settings_customise_sources(

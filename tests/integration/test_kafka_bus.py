@@ -152,6 +152,32 @@ def test_subscription_regex_examples_and_refusals() -> None:
         subscription_for("md.a b*")
 
 
+@pytest.mark.parametrize(
+    "patterns", [["signals.a-b", "fills.paper"], ["md.*.BTCUSDT", "dlq.*", "audit.usdm_btc"], ["*paper*", "mdx.a"]]
+)
+def test_a_pattern_list_selects_the_union_of_its_patterns(patterns: list[str]) -> None:
+    sub = subscription_for(",".join(patterns))
+    assert sub.startswith("^") and sub.endswith("$")
+    union = [t for t in TOPICS if any(fnmatch.fnmatchcase(t, p) for p in patterns)]
+    assert union and [t for t in TOPICS if re.fullmatch(sub[1:-1], t)] == union
+    with pytest.raises(ValueError, match="empty entry"):
+        subscription_for("fills.a,,md.*")
+
+
+def test_a_consumer_on_a_pattern_list_gets_exactly_those_topics(make_bus: Callable[..., KafkaBus]) -> None:
+    bus = make_bus()
+    s = uid()
+    mine, also, other = f"signals.{s}", f"fills.{s}", f"signals.{s}x"
+    bus.ensure_topics([mine, also, other])
+    for topic in (mine, also, other):
+        bus.publish(topic, "k", topic.encode())
+    bus.flush()
+    cons = bus.consumer(f"{mine},fills.{s}*", max_queue=100, name=f"g-{uid()}")
+    got = poll_until(cons, 2)
+    assert sorted(r.value for r in got) == sorted([mine.encode(), also.encode()])
+    assert cons.fetch(10, timeout=1.0) == []  # signals.<s>x is not in the list
+
+
 # -- publish / consume -------------------------------------------------------------------------------
 
 

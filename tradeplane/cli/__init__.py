@@ -14,6 +14,7 @@ from . import exit_codes
 from .backtest_cmd import backtest
 from .config_cmd import config_app
 from .crds_cmd import crds
+from .operator_cmd import operator
 from .replay_cmd import replay
 from .run_cmd import demo, run
 from .train_cmd import train
@@ -36,6 +37,7 @@ app.command("backtest")(backtest)
 app.command("run")(run)
 app.command("demo")(demo)
 app.command("workload")(workload)
+app.command("operator")(operator)
 app.add_typer(config_app, name="config")
 
 

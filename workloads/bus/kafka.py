@@ -212,13 +212,25 @@ def subscription_for(pattern: str) -> str:
     else an anchored POSIX regex (``fills.*`` → ``^fills\\..*$``), which librdkafka recognises by ``^``.
 
     Only what topic names can contain is supported: letters, digits, ``.``, ``_``, ``-`` and the wildcards
-    ``*``, ``?``, ``[...]``/``[!...]``.
+    ``*``, ``?``, ``[...]``/``[!...]``. A comma-separated list (``signals.s1,fills.s1,md.*.BTCUSDT``: topic
+    names cannot hold commas) becomes one alternation, because a consumer has one subscription: that is how
+    a Strategy's sink takes exactly its own topics.
     """
     if not pattern:
         raise ValueError("pattern must be a non-empty string")
+    if "," in pattern:
+        parts = [p.strip() for p in pattern.split(",")]
+        if not all(parts):
+            raise ValueError(f"pattern {pattern!r}: an empty entry in the list")
+        return "^(" + "|".join(_regex_body(p) for p in parts) + ")$"
     if not any(c in pattern for c in "*?["):
         return pattern
-    out = ["^"]
+    return "^" + _regex_body(pattern) + "$"
+
+
+def _regex_body(pattern: str) -> str:
+    """The POSIX regex (unanchored) of one fnmatch pattern over topic-name characters."""
+    out: list[str] = []
     i, n = 0, len(pattern)
     while i < n:
         c = pattern[i]
@@ -249,7 +261,6 @@ def subscription_for(pattern: str) -> str:
             out.append("\\" + c)
         else:
             raise ValueError(f"pattern {pattern!r}: character {c!r} cannot occur in a topic name")
-    out.append("$")
     return "".join(out)
 
 

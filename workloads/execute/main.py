@@ -28,6 +28,7 @@ import time
 from prometheus_client import Counter, Gauge
 from pydantic import Field
 
+from ...api.v1alpha1.strategy import market_data_venue
 from ...engine.sim.runner import BacktestRun
 from ...settings import Settings
 from ..bus.dedup import SequenceFilter
@@ -58,20 +59,15 @@ class ExecuteOptions(PaperDeskOptions):
     max_poll: int = Field(default=2_000, ge=1, description="md records per loop step at most.")
 
 
-def md_venue(venue: str) -> str:
-    """The market-data venue of a trading venue: ``paper`` trades on the USD-M feed."""
-    return "binance-usdm" if venue == "paper" else venue
-
-
 def setup(service: WorkloadService, settings: Settings) -> LoopStep:
     opts = parse_options(settings, ExecuteOptions)
     desk = load_desk(list(opts.manifests))
     instruments, legs = desk_instruments(desk)
     cfg = venue_config(legs, instruments, initial_balance=opts.initial_balance, seed=opts.seed)
-    feed = MarketFeed({(md_venue(i.venue), i.symbol): i.id for i in instruments},
+    feed = MarketFeed({(market_data_venue(i.venue), i.symbol): i.id for i in instruments},
                       min_feed_latency_ns=round(opts.min_feed_latency_ms * _MS),
                       start_wait_ns=round(opts.start_wait_ms * _MS))  # fmt: skip
-    venues = {md_venue(i.venue) for i in instruments}
+    venues = {market_data_venue(i.venue) for i in instruments}
     pattern = f"{MD}.{venues.pop()}.*" if len(venues) == 1 else f"{MD}.*"
     bus = lockstep_bus(settings, opts, "execute", service.registry)
     md: KafkaConsumer = bus.consumer(pattern, max_queue=10_000, name=f"execute-{opts.account}-md")

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from ...api.v1alpha1.strategy import market_data_venue
 from ...engine.events import SymbolTable
 from ...engine.replay import DataFileError, read_capture, symbol_from_capture_name, venue_from_capture_name
 from ...engine.runtime.instruments import REFERENCE_PRICES, Instrument
@@ -68,7 +69,7 @@ def capture_market(files: list[Path], instruments: list[Instrument]) -> MarketDa
     instrument ids; every instrument must be covered by some file."""
     table = SymbolTable()
     for inst in instruments:  # intern first, so the file's ids are the desk's ids
-        table.intern(inst.venue if inst.venue != "paper" else "binance-usdm", inst.symbol)
+        table.intern(market_data_venue(inst.venue), inst.symbol)
     parts, lineage = [], []
     covered: set[str] = set()
     for path in files:
@@ -80,7 +81,7 @@ def capture_market(files: list[Path], instruments: list[Instrument]) -> MarketDa
         parts.append(decoded.events)
         covered.add(f"{venue}:{symbol}")
         lineage.append({"file": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()})
-    missing = [i.key for i in instruments if i.key.replace("paper:", "binance-usdm:") not in covered]
+    missing = [i.key for i in instruments if f"{market_data_venue(i.venue)}:{i.symbol}" not in covered]
     if missing:
         raise SourceError(f"no capture covers {', '.join(missing)} (files: {', '.join(map(str, files))})")
     if len(table.to_list()) > len(instruments):

@@ -25,6 +25,12 @@ class Venue(StrEnum):
     PAPER = "paper"  #: the simulator as a venue, fed by replayed or synthetic data
 
 
+def market_data_venue(venue: str) -> str:
+    """The venue whose market data a trading venue runs on: ``paper`` has no feed of its own and trades on
+    the USD-M feed (md topics, captures and the simulator's books are named by this venue)."""
+    return Venue.BINANCE_USDM.value if venue == Venue.PAPER.value else venue
+
+
 class TradingMode(StrEnum):
     PAPER = "paper"  #: orders go to the simulator, whatever the venue
     LIVE = "live"  #: orders go to the venue with real money
