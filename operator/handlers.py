@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import os
+import random
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -72,6 +73,9 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.execution.max_workers = 8
     settings.watching.server_timeout = 300
     settings.networking.error_backoffs = [1, 2, 5, 10]
+    # Replicas with equal peering priorities all pause ("possibly conflicting operators"): a random priority
+    # makes exactly one of them the active operator, and a standby takes over when it stops.
+    settings.peering.priority = random.randint(1, 32_767)
     _rt = _Runtime(KubeClient.from_config(), process.operator, process.kafka.bootstrap_servers,
                    ThreadPoolExecutor(4, thread_name_prefix="tp-fanout"))  # fmt: skip
     log.info("tradeplane operator configured (workload image %s)", process.operator.image)

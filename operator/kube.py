@@ -134,7 +134,7 @@ class KubeClient:
             raise
         return obj
 
-    def list(
+    def list_objects(
         self, api_version: str, kind: str, namespace: str | None, labels: Mapping[str, str] | None = None
     ) -> list[dict[str, Any]]:
         """Objects of a kind in a namespace (every namespace for None), filtered by labels; each item gets

@@ -34,7 +34,7 @@ def _home_volume(settings: OperatorSettings) -> dict[str, Any] | None:
 
 def reconcile_family(kube: KubeClient, namespace: str, family: str, *, settings: OperatorSettings) -> Changes:
     """The family's RayService: applied while some version is served by Ray Serve, deleted when none is."""
-    versions = [m for m in kube.list(API_VERSION, "ModelVersion", namespace) if m["spec"]["model"] == family
+    versions = [m for m in kube.list_objects(API_VERSION, "ModelVersion", namespace) if m["spec"]["model"] == family
                 and not m["metadata"].get("deletionTimestamp")]  # fmt: skip
     ray_ns = settings.ray_namespace or namespace
     desired = render_family_rayservice(versions, image=settings.image, namespace=ray_ns,

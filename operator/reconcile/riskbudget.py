@@ -27,7 +27,7 @@ def reconcile_riskbudget(kube: KubeClient, budget: Mapping[str, Any], *, now: st
     current = kube.get(API_VERSION, "RiskBudget", namespace, name)
     if current is None or current["metadata"].get("deletionTimestamp"):
         return BudgetResult({})
-    strategies = kube.list(API_VERSION, "Strategy", namespace)
+    strategies = kube.list_objects(API_VERSION, "Strategy", namespace)
     status = riskbudget_status(current, strategies, now)
     mine = [s for s in strategies if s["metadata"]["name"] in set(status["strategies"])]
     result = BudgetResult(status, mine)

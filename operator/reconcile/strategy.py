@@ -51,13 +51,13 @@ def reconcile_strategy(
             return StrategyResult(StrategyPlan(gone, None), {})
         ref = current["spec"]["riskBudgetRef"]["name"]
         budget = kube.get(API_VERSION, "RiskBudget", namespace, ref)
-        models = kube.list(API_VERSION, "ModelVersion", namespace)
+        models = kube.list_objects(API_VERSION, "ModelVersion", namespace)
         pdb_version = kube.pdb_api_version()
         plan = render_strategy(current, budget=budget, models=models, settings=settings,
                                kafka_bootstrap=kafka_bootstrap, pdb_api_version=pdb_version)  # fmt: skip
         selector = naming.strategy_selector(name)
         existing = [o for av, k in (*_CHILD_KINDS, (pdb_version, "PodDisruptionBudget"))
-                    for o in kube.list(av, k, namespace, selector)]  # fmt: skip
+                    for o in kube.list_objects(av, k, namespace, selector)]  # fmt: skip
         changes = converge(kube, plan.children, existing)
         deployments = [o for (kind, _), o in changes.live.items() if kind == "Deployment"]
         status = strategy_status(current, plan, deployments, now)
@@ -79,10 +79,10 @@ def reconcile_strategy(
 def strategies_of_budget(kube: KubeClient, namespace: str, budget: str) -> list[dict[str, Any]]:
     return [
         s
-        for s in kube.list(API_VERSION, "Strategy", namespace)
+        for s in kube.list_objects(API_VERSION, "Strategy", namespace)
         if s.get("spec", {}).get("riskBudgetRef", {}).get("name") == budget
     ]
 
 
 def strategies_of_family(kube: KubeClient, namespace: str, family: str) -> list[dict[str, Any]]:
-    return [s for s in kube.list(API_VERSION, "Strategy", namespace) if family in model_families(s)]
+    return [s for s in kube.list_objects(API_VERSION, "Strategy", namespace) if family in model_families(s)]

@@ -144,7 +144,7 @@ def test_tiltfile_recorder_catches_a_missing_path() -> None:
 
 
 def _dockerfile_copy_sources() -> list[str]:
-    sources = []
+    sources: list[str] = []
     for line in (REPO / "Dockerfile").read_text().splitlines():
         m = re.match(r"^COPY\s+(?!--from)(.+)$", line.strip())
         if m:
