@@ -22,7 +22,10 @@ class OperatorProcess:
     def __init__(
         self, cluster: KubernetesCluster, namespace: str, log_dir: Path, *, resync_s: float = 2.0,
         kubeconfig: Path | None = None, env: Mapping[str, str] | None = None, args: tuple[str, ...] = ("--standalone",),
+        argv: list[str] | None = None,
     ) -> None:  # fmt: skip
+        """``argv``: the whole command line after ``tradeplane`` (a chart's container args); default
+        ``operator -n <namespace> <args>``."""
         self.log = log_dir / f"operator-{namespace}-{time.monotonic_ns()}.log"
         base = {k: v for k, v in os.environ.items() if not k.startswith("TRADEPLANE_")}
         base |= {
@@ -34,8 +37,8 @@ class OperatorProcess:
         }
         base |= dict(env or {})
         with self.log.open("w") as out:
-            self.proc = subprocess.Popen([str(CLI), "operator", "-n", namespace, *args], env=base, stdout=out,
-                                         stderr=subprocess.STDOUT)  # fmt: skip
+            command = argv if argv is not None else ["operator", "-n", namespace, *args]
+            self.proc = subprocess.Popen([str(CLI), *command], env=base, stdout=out, stderr=subprocess.STDOUT)
 
     def text(self) -> str:
         return self.log.read_text(errors="replace")
