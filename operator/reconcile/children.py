@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import reasons
-from ..kube import KubeClient, KubeError
+from ..kube import KubeClient
 
 
 @dataclass
@@ -48,13 +48,10 @@ def converge(
         key = (str(obj["kind"]), str(obj["metadata"]["name"]))
         live = have.pop(key, None)
         if live is None:
-            try:
-                changes.live[key] = kube.create(obj)
-                changes.events.append(("Normal", reasons.CREATED, f"created {key[0]} {key[1]}"))
-            except KubeError as exc:
-                if exc.status != 409:  # created meanwhile (a concurrent pass): bring it to spec below
-                    raise
-                changes.live[key] = kube.apply(obj)
+            # created by server-side apply too: one field manager owns every rendered field from the start, so a
+            # field (a ConfigMap key) that stops being rendered is removed by the next apply
+            changes.live[key] = kube.apply(obj)
+            changes.events.append(("Normal", reasons.CREATED, f"created {key[0]} {key[1]}"))
             changes.writes += 1
         elif contains(live, obj):
             changes.live[key] = dict(live)

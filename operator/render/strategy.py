@@ -80,8 +80,16 @@ def admit(strategy: Mapping[str, Any], budget: Mapping[str, Any] | None) -> Admi
     return Admission(None, reasons.RECONCILED, "", workloads=True)
 
 
+#: Diff-stream speeds each venue offers (ms); 0 is futures' real-time stream.
+DEPTH_SPEEDS: Final = {"binance-spot": (100, 1000), "binance-usdm": (0, 100, 250, 500)}
+
+
 def _invalid(spec: Mapping[str, Any]) -> str:
-    """What the CRD schema cannot say: singleton workloads (see SINGLETONS)."""
+    """What the CRD schema cannot say: singleton workloads (see SINGLETONS), the venue's depth speeds."""
+    venue = market_data_venue(spec["venue"])
+    ms = spec.get("marketData", {}).get("depthUpdateMs", 100)
+    if ms not in DEPTH_SPEEDS.get(venue, (ms,)):
+        return f"spec.marketData.depthUpdateMs: {ms} ms is not a {venue} diff stream (one of {DEPTH_SPEEDS[venue]})"
     for workload in SINGLETONS:
         replicas = spec.get("resources", {}).get(workload, {}).get("replicas", 1)
         if replicas > 1:

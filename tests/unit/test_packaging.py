@@ -102,6 +102,17 @@ def test_operator_extra_carries_no_torch_chdb_or_numba() -> None:
     assert not [r for r in core if r.split("=")[0].strip().lower() in heavy]
 
 
+def test_the_operator_process_loads_no_data_plane_library() -> None:
+    """The operator image has only the [operator] extra: importing the handlers (which pulls in every
+    renderer, reconciler and the Serve config builder) must not load numpy, numba, Ray, Kafka or chDB."""
+    code = (
+        "import sys, tradeplane.operator.main, tradeplane.operator.handlers, tradeplane.cli; "
+        "bad = [m for m in ('numpy', 'numba', 'ray', 'onnxruntime', 'confluent_kafka', 'chdb', 'torch') "
+        "if m in sys.modules]; assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+
+
 def test_every_dependency_is_pinned_exactly() -> None:
     from importlib.metadata import requires
 

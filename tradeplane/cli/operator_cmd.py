@@ -1,6 +1,6 @@
 """`tradeplane operator`: run the kopf operator for one namespace (the Helm chart's container command).
 
-kopf and the kubernetes client are imported only inside the command, so the other commands stay light.
+The operator layer (and kopf with it) is imported only inside the command, so the other commands stay light.
 """
 
 from __future__ import annotations
@@ -36,14 +36,7 @@ def operator(
     if standalone and peering:
         typer.echo("error: --standalone and --peering exclude each other", err=True)
         raise typer.Exit(exit_codes.USAGE)
-    import kopf
+    from ..operator.main import run_operator
 
-    from ..operator import handlers  # noqa: F401  (registers the handlers)
-
-    kopf.configure(verbose=settings.log_level == "DEBUG")
-    kopf.run(
-        namespaces=[namespace or settings.namespace],
-        standalone=standalone or not peering,
-        peering_name=peering,
-        liveness_endpoint=liveness,
-    )
+    run_operator(namespace=namespace or settings.namespace, peering=None if standalone else peering,
+                 liveness=liveness, verbose=settings.log_level == "DEBUG")  # fmt: skip

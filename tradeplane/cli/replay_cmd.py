@@ -6,12 +6,12 @@ The quickest way to see what a capture holds and whether the engine keeps its bo
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 from pathlib import Path
 from typing import Annotated, Any
 
-import numpy as np
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -61,7 +61,7 @@ def _summarize(path: Path, venue: str | None, features: bool, batch_lines: int, 
 
     def table(cols: dict[str, ColumnStats]) -> dict[str, dict[str, float | None]]:
         def num(x: float) -> float | None:  # JSON has no NaN/inf: empty statistics are null
-            return x if np.isfinite(x) else None
+            return x if math.isfinite(x) else None
 
         return {k: {"count": v.count, "nan": v.nan, "mean": num(v.mean), "std": num(v.std), "min": num(v.low),
                     "max": num(v.high)} for k, v in cols.items()}  # fmt: skip
