@@ -32,6 +32,9 @@ from .common import (
 #: Workloads that must never run twice for one account: two deciders (or executors, or feeds) would answer
 #: the same lock-step or publish the same market data twice. The sink is a consumer group and scales.
 SINGLETONS: Final = ("ingest", "decide", "execute")
+#: How often decide reports positions, PnL and the last signal into the Strategy's status (s): what the
+#: RiskBudget's usage is aggregated from.
+REPORT_STATUS_S: Final = 5
 #: Streams that are not WebSocket subscriptions of the ingest: klines are bars (no md topic), open interest
 #: is polled over REST.
 _NOT_STREAMS: Final = ("kline", "openInterest")
@@ -215,7 +218,8 @@ def _options(strategy: Mapping[str, Any], workload: str, settings: OperatorSetti
             opts["OPEN_INTEREST_POLL_S"] = "60" if oi else "0"
         return opts
     if workload == "decide":
-        return {"MANIFESTS": naming.DESK_DIR, "ACCOUNT": account, "HOME": naming.HOME_DIR, "RUN_ID": name}
+        return {"MANIFESTS": naming.DESK_DIR, "ACCOUNT": account, "HOME": naming.HOME_DIR, "RUN_ID": name,
+                "REPORT_STATUS_S": str(REPORT_STATUS_S)}  # fmt: skip
     if workload == "execute":
         return {"MANIFESTS": naming.DESK_DIR, "ACCOUNT": account}
     opts = {"GROUP": f"tradeplane-sink-{name}", "TOPICS": sink_topics(strategy), "RUN_ID": name,
@@ -241,6 +245,8 @@ def _env(
     }
     plain |= {f"TRADEPLANE_WORKLOAD__OPTIONS__{k}": v for k, v in _options(strategy, workload, settings).items()}
     env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in plain.items()]
+    # the pod's namespace: where decide reports into the Strategy's status
+    env.append({"name": "TRADEPLANE_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}})
     if workload == "sink" and settings.clickhouse_dsn_secret:
         ref = {"name": settings.clickhouse_dsn_secret, "key": settings.clickhouse_dsn_key}
         env.append({"name": "TRADEPLANE_STORE", "value": "clickhouse"})

@@ -49,6 +49,9 @@ def pod_env(cluster: KubernetesCluster, ns: str, container: dict[str, Any], moun
     for item in container["env"]:
         if "value" in item:
             value = item["value"]
+        elif "fieldRef" in item["valueFrom"]:
+            assert item["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
+            value = ns
         else:
             ref = item["valueFrom"]["secretKeyRef"]
             secret = get(cluster, ns, "secret", ref["name"])
@@ -95,6 +98,7 @@ def test_the_rendered_workloads_run_and_signals_reach_clickhouse(
             [container] = deploy["spec"]["template"]["spec"]["containers"]
             assert container["args"] == ["workload", workload]
             env = pod_env(cluster, ns, container, mounts)
+            env["KUBECONFIG"] = str(cluster.kubeconfig_path)  # in a pod: the ServiceAccount's in-cluster token
             env |= {f"TRADEPLANE_WORKLOAD__OPTIONS__{k}": v for k, v in extra.items()}
             proc = WorkloadProcess([workload, "--port", "0"], env, tmp_path)
             started.append(proc)
@@ -143,6 +147,11 @@ def test_the_rendered_workloads_run_and_signals_reach_clickhouse(
             store.close()
         sink.proc.send_signal(signal.SIGTERM)
         assert sink.proc.wait(timeout=60) == 0, "".join(sink.lines[-20:])
+        # decide reported into the Strategy's status (what the RiskBudget's usage is aggregated from)
+        reported = get(cluster, ns, "strategy", STRATEGY)["status"]
+        last = signal_from_proto(bytes(signals[-1].value))
+        assert reported["lastSignal"]["id"] == last.id and reported["lastSignal"]["symbol"] == "BTCUSDT"
+        assert set(reported["pnl"]) == {"realizedUsdt", "unrealizedUsdt"}
     finally:
         for p in started:
             p.stop()

@@ -39,6 +39,7 @@ from ..paper.protocol import ProtocolError, decode_venue_step, encode_order_comm
 from ..service.health import CheckResult
 from ..service.main import parse_options
 from ..service.service import LoopStep, WorkloadService
+from .report import StatusBook, StatusReporter
 
 log = logging.getLogger("tradeplane.workload.decide")
 
@@ -48,6 +49,9 @@ class DecideOptions(PaperDeskOptions):
                        "(models/<version>/), as for `tradeplane run --home`.")  # fmt: skip
     run_id: str = Field(default="cluster", description="Lineage of the audit records (the sink's run_id).")
     max_poll: int = Field(default=100, ge=1, description="Venue steps per loop step at most.")
+    report_status_s: float = Field(default=0.0, ge=0, description="Merge-patch positions, PnL and the last signal "
+                                   "into each Strategy's status at most this often (s); 0: off. Needs the "
+                                   "namespace (TRADEPLANE_NAMESPACE) and RBAC on strategies/status.")  # fmt: skip
     commit_every_s: float = Field(default=0.5, ge=0, description="Commit the venue topic's offsets at most this "
                                   "often (a commit waits for the producer's deliveries: per step it would bound "
                                   "the lock-step's rate).")  # fmt: skip
@@ -88,7 +92,12 @@ def setup(service: WorkloadService, settings: Settings) -> LoopStep:
                              registry=service.registry)  # fmt: skip
     state = {"last_step": 0.0, "last_commit": 0.0}
 
+    books = [StatusBook(name) for name in manifests.strategies] if opts.report_status_s > 0 else []
+    reporters = [StatusReporter(b, settings.namespace, every_s=opts.report_status_s) for b in books]
+
     def publish(batch: Outbox) -> None:
+        for book in books:
+            book.observe(batch)
         for topic, key, value in outbox_messages(batch, account=opts.account, lineage=lineage_out):
             bus.publish(topic, key, value, seq=seq(topic, key))
             published.labels(topic.split(".", 1)[0]).inc()
@@ -116,6 +125,8 @@ def setup(service: WorkloadService, settings: Settings) -> LoopStep:
                 bus.publish(answers_topic, opts.account, encode_order_commands(answer), seq=answer.seq)
             step_seconds.observe(time.perf_counter() - started)
             state["last_step"] = time.monotonic()
+        for reporter in reporters:
+            reporter.maybe_report()
         if records and time.monotonic() - state["last_commit"] >= opts.commit_every_s:
             steps_in.commit()  # flushes the producer first: every answered step's records are delivered
             state["last_commit"] = time.monotonic()
@@ -133,4 +144,6 @@ def setup(service: WorkloadService, settings: Settings) -> LoopStep:
     service.on_shutdown(close_input, "stop consuming")
     service.on_shutdown(lambda: bus.flush(timeout=max(0.1, service.shutdown_remaining_s())), "flush producer")
     service.on_shutdown(lambda: bus.close(timeout=max(0.1, service.shutdown_remaining_s())), "close")
+    for reporter in reporters:
+        service.on_shutdown(lambda r=reporter: (r.maybe_report(force=True), r.close()), "report status")
     return step

@@ -307,7 +307,10 @@ def test_deployment_pod(name: str, workload: str) -> None:
         "TRADEPLANE_WORKLOAD__STRATEGY": name,
         "TRADEPLANE_WORKLOAD__HTTP_PORT": "8080",
     }
-    assert all(isinstance(v, str) for k, v in e.items() if k != "TRADEPLANE_CLICKHOUSE__DSN"), "env values are strings"
+    refs = ("TRADEPLANE_CLICKHOUSE__DSN", "TRADEPLANE_NAMESPACE")
+    assert all(isinstance(v, str) for k, v in e.items() if k not in refs), "env values are strings"
+    # the pod's own namespace (decide reports into its Strategy's status there)
+    assert e["TRADEPLANE_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
     # probes on the named port: /healthz for startup and liveness, /readyz for readiness
     probes = {k: (c[k]["httpGet"]["path"], c[k]["httpGet"]["port"]) for k in ("startupProbe", "livenessProbe",
                                                                             "readinessProbe")}  # fmt: skip
@@ -451,7 +454,7 @@ def test_a_depth_speed_the_venue_does_not_offer_is_refused_with_the_field(venue:
 def test_decide_and_execute_options(name: str) -> None:
     deps = deployments(render(strategy(name)))
     assert options(deps["decide"]) == {"MANIFESTS": "/etc/tradeplane/desk", "ACCOUNT": name,
-                                       "HOME": "/var/lib/tradeplane", "RUN_ID": name}  # fmt: skip
+                                       "HOME": "/var/lib/tradeplane", "RUN_ID": name, "REPORT_STATUS_S": "5"}  # fmt: skip
     assert options(deps["execute"]) == {"MANIFESTS": "/etc/tradeplane/desk", "ACCOUNT": name}
     decide = DecideOptions.model_validate(parsed_options(deps["decide"]))
     execute = ExecuteOptions.model_validate(parsed_options(deps["execute"]))
