@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from prometheus_client import Counter, Histogram
@@ -55,6 +56,12 @@ class DecideOptions(PaperDeskOptions):
     commit_every_s: float = Field(default=0.5, ge=0, description="Commit the venue topic's offsets at most this "
                                   "often (a commit waits for the producer's deliveries: per step it would bound "
                                   "the lock-step's rate).")  # fmt: skip
+
+
+def _final_report(reporter: StatusReporter) -> None:
+    """The status as the session ended, then the client closed."""
+    reporter.maybe_report(force=True)
+    reporter.close()
 
 
 def lineage(opts: DecideOptions) -> dict[str, object]:
@@ -145,5 +152,5 @@ def setup(service: WorkloadService, settings: Settings) -> LoopStep:
     service.on_shutdown(lambda: bus.flush(timeout=max(0.1, service.shutdown_remaining_s())), "flush producer")
     service.on_shutdown(lambda: bus.close(timeout=max(0.1, service.shutdown_remaining_s())), "close")
     for reporter in reporters:
-        service.on_shutdown(lambda r=reporter: (r.maybe_report(force=True), r.close()), "report status")
+        service.on_shutdown(partial(_final_report, reporter), "report status")
     return step

@@ -107,4 +107,4 @@ class StatusReporter:
         return True
 
     def close(self) -> None:
-        self._client.close()
+        self._client.close()  # type: ignore[no-untyped-call]
