@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 
+from tests.services import KubernetesCluster
 from tradeplane.workloads.local.demo import DemoConfig, demo_manifests, train_models
 
 REPO = Path(__file__).resolve().parents[2]
@@ -30,3 +33,12 @@ def usdm_only(manifests: Path) -> Path:
         if not any(d.get("kind") == "Strategy" and d["spec"]["venue"] != "binance-usdm" for d in docs):
             (out / f.name).write_text(f.read_text())
     return out
+
+
+@pytest.fixture
+def namespace(k8s_cluster: KubernetesCluster) -> Iterator[str]:
+    """A namespace of the test's own on the session's API server (tests share it), deleted in the background."""
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    k8s_cluster.kubectl("create", "namespace", name)
+    yield name
+    k8s_cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)

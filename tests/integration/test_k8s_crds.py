@@ -4,8 +4,6 @@ server-side defaulting identical to the pydantic models, status subresource and 
 from __future__ import annotations
 
 import json
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,14 +21,6 @@ def cluster(k8s_cluster: KubernetesCluster, repo_root: Path) -> KubernetesCluste
     names = k8s_cluster.apply_crds(sorted((repo_root / "crds").glob("*.yaml")))
     assert sorted(names) == sorted(r.crd_name for r in RESOURCES)
     return k8s_cluster
-
-
-@pytest.fixture
-def namespace(cluster: KubernetesCluster) -> Iterator[str]:
-    name = f"t-{uuid.uuid4().hex[:8]}"
-    cluster.kubectl("create", "namespace", name)
-    yield name
-    cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
 def _table(output: str) -> list[dict[str, str]]:

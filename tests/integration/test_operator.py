@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -39,11 +38,9 @@ def cluster(k8s_cluster: KubernetesCluster) -> KubernetesCluster:
 
 
 @pytest.fixture
-def ns(cluster: KubernetesCluster) -> Iterator[str]:
-    name = f"op-{uuid.uuid4().hex[:8]}"
-    cluster.kubectl("create", "namespace", name)
-    yield name
-    cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+def ns(cluster: KubernetesCluster, namespace: str) -> str:
+    """A namespace of the test's own, on the API server with the CRDs installed."""
+    return namespace
 
 
 @pytest.fixture

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import copy
 import json
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,14 +33,6 @@ def cluster(k8s_cluster: KubernetesCluster, repo_root: Path) -> KubernetesCluste
     assert {"rayservices.ray.io", "rayjobs.ray.io", "rayclusters.ray.io"} <= set(installed)
     k8s_cluster.apply_crds(sorted((repo_root / "crds").glob("*.yaml")))
     return k8s_cluster
-
-
-@pytest.fixture
-def namespace(cluster: KubernetesCluster) -> Iterator[str]:
-    name = f"t-{uuid.uuid4().hex[:8]}"
-    cluster.kubectl("create", "namespace", name)
-    yield name
-    cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
 def example(repo_root: Path, name: str) -> dict[str, Any]:

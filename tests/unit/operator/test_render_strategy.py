@@ -18,9 +18,8 @@ from typing import Any
 
 import pytest
 import yaml
-from pydantic import BaseModel
 
-from tradeplane.api.v1alpha1 import ModelVersionSpec, RiskBudgetSpec, StrategySpec
+from tradeplane.api.v1alpha1 import RiskBudgetSpec, StrategySpec
 from tradeplane.operator import naming, reasons
 from tradeplane.operator.naming import CONFIG_REV
 from tradeplane.operator.render.common import canonical_hash
@@ -34,36 +33,19 @@ from tradeplane.workloads.ingest.main import IngestOptions, ingest_config
 from tradeplane.workloads.local.manifests import load_desk
 from tradeplane.workloads.sink.options import STORED_PATTERN, SinkOptions
 
+from .examples import NS, defaulted, load
+
 Obj = dict[str, Any]
 
 REPO = Path(__file__).resolve().parents[3]
-NS = "desk"
 BOOTSTRAP = "kafka.desk.svc:9092"
 OWNER_API = "tradeplane.io/v1alpha1"
-SPEC_MODELS: dict[str, type[BaseModel]] = {
-    "Strategy": StrategySpec,
-    "RiskBudget": RiskBudgetSpec,
-    "ModelVersion": ModelVersionSpec,
-}
 WORKLOADS = ("ingest", "decide", "execute", "sink")
 SINGLETONS = ("ingest", "decide", "execute")
 OPTION_PREFIX = "TRADEPLANE_WORKLOAD__OPTIONS__"
 
 
 # --- inputs ------------------------------------------------------------------------------------------------------
-
-
-def defaulted(kind: str, spec: Obj) -> Obj:
-    """The spec as stored: the server applies the CRD defaults, which equal pydantic's (tests/unit/api)."""
-    out: Obj = SPEC_MODELS[kind].model_validate(spec).model_dump(by_alias=True, mode="json", exclude_none=True)
-    return out
-
-
-def load(name: str, uid: str, generation: int = 1) -> Obj:
-    obj: Obj = yaml.safe_load((REPO / "examples" / name).read_text())
-    obj["metadata"].update(namespace=NS, uid=uid, generation=generation)
-    obj["spec"] = defaulted(obj["kind"], obj["spec"])
-    return obj
 
 
 def budget() -> Obj:

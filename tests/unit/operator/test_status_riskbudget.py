@@ -12,30 +12,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
-from pydantic import BaseModel
 
-from tradeplane.api.v1alpha1 import RiskBudgetSpec, RiskBudgetStatus, StrategySpec
+from tradeplane.api.v1alpha1 import RiskBudgetStatus
 from tradeplane.operator import reasons
 from tradeplane.operator.status.conditions import status_differs
 from tradeplane.operator.status.riskbudget import charged, phase_of, riskbudget_status, usage
 
+from .examples import load
+
 Obj = dict[str, Any]
 
 REPO = Path(__file__).resolve().parents[3]
-NS = "desk"
 T0 = "2026-03-01T10:00:00Z"
 T1 = "2026-03-01T10:05:00Z"
-SPEC_MODELS: dict[str, type[BaseModel]] = {"Strategy": StrategySpec, "RiskBudget": RiskBudgetSpec}
-
-
-def load(name: str, uid: str, generation: int = 1) -> Obj:
-    obj: Obj = yaml.safe_load((REPO / "examples" / name).read_text())
-    obj["metadata"].update(namespace=NS, uid=uid, generation=generation)
-    obj["spec"] = (
-        SPEC_MODELS[obj["kind"]].model_validate(obj["spec"]).model_dump(by_alias=True, mode="json", exclude_none=True)
-    )
-    return obj
 
 
 def budget(**spec: Any) -> Obj:

@@ -12,39 +12,24 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
-from pydantic import BaseModel
 
-from tradeplane.api.v1alpha1 import ModelVersionSpec, RiskBudgetSpec, StrategySpec, StrategyStatus
+from tradeplane.api.v1alpha1 import StrategyStatus
 from tradeplane.operator import reasons
 from tradeplane.operator.render.strategy import StrategyPlan, render_strategy
 from tradeplane.operator.status.conditions import status_differs
 from tradeplane.operator.status.strategy import deployment_available, strategy_status
 from tradeplane.settings import OperatorSettings
 
+from .examples import load
+
 Obj = dict[str, Any]
 
 REPO = Path(__file__).resolve().parents[3]
-NS = "desk"
 NAME = "usdm-btc"
 GENERATION = 4
 T0 = "2026-03-01T10:00:00Z"
 T1 = "2026-03-01T10:05:00Z"
 T2 = "2026-03-01T10:09:00Z"
-SPEC_MODELS: dict[str, type[BaseModel]] = {
-    "Strategy": StrategySpec,
-    "RiskBudget": RiskBudgetSpec,
-    "ModelVersion": ModelVersionSpec,
-}
-
-
-def load(name: str, uid: str, generation: int = 1) -> Obj:
-    obj: Obj = yaml.safe_load((REPO / "examples" / name).read_text())
-    obj["metadata"].update(namespace=NS, uid=uid, generation=generation)
-    obj["spec"] = (
-        SPEC_MODELS[obj["kind"]].model_validate(obj["spec"]).model_dump(by_alias=True, mode="json", exclude_none=True)
-    )
-    return obj
 
 
 def strategy(*, suspend: bool = False, status: Obj | None = None, decide_replicas: int = 1) -> Obj:
