@@ -94,6 +94,7 @@ class OperatorSettings(_Section):
 
     image: str = Field(default="ghcr.io/tradeplane/tradeplane:latest", description="Image of workloads and Ray pods.")
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    ray_image: str = Field(default="", description="Image of Ray pods (needs the rl extra: Ray); '' = image.")
     workload_service_account: str = Field(default="", description="ServiceAccount of workload pods ('' = default).")
     clickhouse_dsn_secret: str = Field(
         default="", description="Secret holding the ClickHouse DSN for the sink ('' = the sink uses embedded chDB)."

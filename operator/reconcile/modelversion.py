@@ -37,7 +37,7 @@ def reconcile_family(kube: KubeClient, namespace: str, family: str, *, settings:
     versions = [m for m in kube.list_objects(API_VERSION, "ModelVersion", namespace) if m["spec"]["model"] == family
                 and not m["metadata"].get("deletionTimestamp")]  # fmt: skip
     ray_ns = settings.ray_namespace or namespace
-    desired = render_family_rayservice(versions, image=settings.image, namespace=ray_ns,
+    desired = render_family_rayservice(versions, image=settings.ray_image or settings.image, namespace=ray_ns,
                                        image_pull_policy=settings.image_pull_policy,
                                        home_volume=_home_volume(settings))  # fmt: skip
     existing = kube.get(RAY, "RayService", ray_ns, naming.rayservice_name(family))
@@ -63,7 +63,7 @@ def reconcile_modelversion(
         events += family_changes.events
         writes += family_changes.writes
         rayservice = family_changes.live.get(("RayService", naming.rayservice_name(family)))
-        job = render_training_rayjob(current, image=settings.image, namespace=ray_ns,
+        job = render_training_rayjob(current, image=settings.ray_image or settings.image, namespace=ray_ns,
                                      image_pull_policy=settings.image_pull_policy,
                                      home_volume=_home_volume(settings))  # fmt: skip
         existing = kube.get(RAY, "RayJob", ray_ns, naming.rayjob_name(name))

@@ -16,6 +16,8 @@ from tests.services import KubernetesCluster
 
 CLI = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "tradeplane"
 T = TypeVar("T")
+#: The image the operator is told to put into Ray pods (the workloads get ...:test).
+RAY_IMAGE = "ghcr.io/tradeplane/tradeplane-ray:test"
 
 
 class OperatorProcess:
@@ -32,6 +34,7 @@ class OperatorProcess:
             "KUBECONFIG": str(kubeconfig or cluster.kubeconfig_path),
             "TRADEPLANE_OPERATOR__RESYNC_SECONDS": str(resync_s),
             "TRADEPLANE_OPERATOR__IMAGE": "ghcr.io/tradeplane/tradeplane:test",
+            "TRADEPLANE_OPERATOR__RAY_IMAGE": RAY_IMAGE,
             "TRADEPLANE_KAFKA__BOOTSTRAP_SERVERS": "kafka.test:9092",
             "PYTHONWARNINGS": "ignore:Unverified HTTPS request",
         }

@@ -135,6 +135,7 @@ def test_operator_is_on_by_default_with_the_cli_args_env_and_probes() -> None:
         "TRADEPLANE_OPERATOR__CLICKHOUSE_DSN_SECRET": "",
         "TRADEPLANE_OPERATOR__CLICKHOUSE_DSN_KEY": "dsn",
         "TRADEPLANE_OPERATOR__RAY_NAMESPACE": "",
+        "TRADEPLANE_OPERATOR__RAY_IMAGE": "",
         "TRADEPLANE_OPERATOR__MODELS_PVC": "",
         "TRADEPLANE_OPERATOR__RESYNC_SECONDS": "30",
     }
@@ -192,7 +193,7 @@ def test_values_reach_the_operator_env() -> None:
                    "workloads.imagePullPolicy=Always", "ray.namespace=ray", "models.pvc=models",
                    "operator.resyncSeconds=7.5", "kafka.bootstrapServers=k1:9092\\,k2:9092",
                    "operator.logLevel=DEBUG", "operator.logFormat=text",
-                   "workloads.serviceAccount.name=desk-pods")  # fmt: skip
+                   "workloads.serviceAccount.name=desk-pods", "workloads.rayImage=reg.local/tp-ray:abc")  # fmt: skip
     deploy = _one(docs, "Deployment")
     env = _env(deploy)
     assert _container(docs)["image"] == "ghcr.io/tradeplane/tradeplane:9.9"
@@ -201,6 +202,7 @@ def test_values_reach_the_operator_env() -> None:
     assert env["TRADEPLANE_OPERATOR__IMAGE"] == "reg.local/tp:abc"
     assert env["TRADEPLANE_OPERATOR__IMAGE_PULL_POLICY"] == "Always"
     assert env["TRADEPLANE_OPERATOR__RAY_NAMESPACE"] == "ray"
+    assert env["TRADEPLANE_OPERATOR__RAY_IMAGE"] == "reg.local/tp-ray:abc"
     assert env["TRADEPLANE_OPERATOR__MODELS_PVC"] == "models"
     assert env["TRADEPLANE_OPERATOR__RESYNC_SECONDS"] == "7.5"
     assert env["TRADEPLANE_OPERATOR__WORKLOAD_SERVICE_ACCOUNT"] == "desk-pods"

@@ -19,7 +19,7 @@ import yaml
 
 from tests.services import KubernetesCluster
 
-from .operator_proc import OperatorProcess, condition, get, wait_for
+from .operator_proc import RAY_IMAGE, OperatorProcess, condition, get, wait_for
 
 pytestmark = pytest.mark.k8s
 
@@ -118,6 +118,8 @@ def test_examples_become_owned_children_with_the_rendered_desk(cluster: Kubernet
     v2 = get(cluster, ns, "modelversion", "ofi-lgbm-v2")
     assert [r["uid"] for r in rs["metadata"]["ownerReferences"]] == [v2["metadata"]["uid"]]
     assert "ofi-lgbm-v2" in rs["spec"]["serveConfigV2"]
+    head = rs["spec"]["rayClusterConfig"]["headGroupSpec"]["template"]["spec"]["containers"][0]
+    assert head["image"] == RAY_IMAGE  # Ray pods get the Ray-carrying image, workloads the platform image
     budget = wait_for(lambda: (b := get(cluster, ns, "riskbudget", "desk-default"))["status"].get("strategyCount") == 2
                       and b, 30, "budget status")  # fmt: skip
     assert budget["status"]["phase"] == "Active" and budget["status"]["strategies"] == sorted(STRATEGIES)
