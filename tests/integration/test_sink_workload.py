@@ -517,6 +517,59 @@ def test_segments_of_a_sink_that_died_before_committing_are_replayed_without_dup
     store.close()
 
 
+def test_volume_buckets_and_ingest_positions_continue_across_a_restart(
+    kafka_broker: KafkaBroker,
+    clickhouse_server: ClickHouseServer,
+    capture: np.ndarray,
+    producer: KafkaBus,
+    sinks: Callable[[Settings], tuple[WorkloadService, Sink]],
+    tmp_path: Path,
+) -> None:
+    """Sink A stores the first half of the trades and stops; sink B (same group and disk) takes the rest. The
+    stored bucket of every trade equals a plain cumulative-quote computation over all trades in one pass, the
+    first trade after the restart has its price change against the last one before it, and the ``vbuckets``
+    view sums every trade's quote volume exactly once — as if one sink had run throughout."""
+    u, db = uid(), f"sink_{uid()}"
+    venue = f"v-{u}"
+    base = capture["kind"] & KIND_MASK
+    is_trade = np.isin(base, [TRADE, AGG_TRADE])
+    px, qty = capture["px"][is_trade], capture["qty"][is_trade]
+    quote = px * qty
+    size = float(quote.sum() / 23.5)  # ~24 buckets, one of them cut by the restart
+    md = md_batches(capture, venue, size=200)
+    half = len(md) // 2
+    settings = sink_settings(kafka_broker, dsn(clickhouse_server.host, clickhouse_server.port, db), tmp_path, u,
+                             vbucket_quote=size)  # fmt: skip
+    publish(producer, md[:half])
+    service_a, a = sinks(settings)
+    run_until(a, lambda: a.stats.records.get("md", 0) >= half and caught_up(a), what="A stored the first half")
+    assert service_a.shutdown() == 0
+    publish(producer, md[half:])
+    _, b = sinks(settings)
+    run_until(b, lambda: b.stats.records.get("md", 0) >= len(md) - half and caught_up(b), what="B stored the rest")
+    assert b.stats.skipped_durable == 0  # A's commits held: B started exactly where A's rows end
+
+    store = reader(clickhouse_server, db)
+    got = store.query("SELECT trade_id, price, qty, dpx, vbucket, vbucket_quote, ingest_ts, ingest_pos FROM trades "
+                      "ORDER BY ts, ingest_ts, ingest_pos")  # fmt: skip
+    order = np.lexsort((np.arange(is_trade.sum()), capture["ingest_ts"][is_trade], capture["exchange_ts"][is_trade]))
+    want_bucket = np.floor((np.cumsum(quote) - quote) / size).astype(np.int64)[order]
+    np.testing.assert_array_equal(got["trade_id"], capture["seq"][is_trade][order])
+    np.testing.assert_array_equal(got["vbucket"], want_bucket)
+    assert set(got["vbucket_quote"].tolist()) == {size} and int(got["vbucket"].max()) >= 20
+    want_dpx = np.r_[np.nan, np.diff(px)][order]
+    np.testing.assert_allclose(got["dpx"], want_dpx, equal_nan=True)
+    assert int(np.isnan(got["dpx"]).sum()) == 1  # only the very first trade has no previous price
+    # ingest positions: unique per (ingest_ts), as one pass gives them (the ReplacingMergeTree key holds)
+    keys = set(zip(got["ingest_ts"].tolist(), got["ingest_pos"].tolist(), strict=True))
+    assert len(keys) == len(got["trade_id"])
+    buckets = store.query(f"SELECT bucket, quote_volume FROM vbuckets WHERE venue = '{venue}' AND "
+                          f"bucket_quote = {size!r} ORDER BY bucket")  # fmt: skip
+    assert buckets["bucket"].tolist() == sorted(set(want_bucket.tolist()))
+    np.testing.assert_allclose(buckets["quote_volume"].sum(), quote.sum(), rtol=1e-9)
+    store.close()
+
+
 # -- as a real OS process ------------------------------------------------------------------------------
 
 

@@ -39,6 +39,9 @@ class SinkOptions(BaseModel):
     topics: str = Field(
         default=STORED_PATTERN, min_length=1, description="fnmatch pattern of the topics to consume (one regex)."
     )
+    vbucket_quote: float | None = Field(default=None, gt=0, description="Volume-bucket size in quote currency "
+                                        "(trades.vbucket, the vbuckets view: VPIN, Kyle λ); the operator passes "
+                                        "the Strategy's features.volumeBucketUsdt. None: not bucketed.")  # fmt: skip
     max_rows: int = Field(default=50_000, gt=0, description="Flush when this many rows wait in the writers.")
     max_age_ms: int = Field(default=1000, ge=0, description="Flush (and commit) at least this often.")
     max_buffer_rows: int = Field(

@@ -114,7 +114,13 @@ class Sink:
         self.writers: dict[str, TableWriter] = {}
         self._names: list[str] = []  # "venue:SYMBOL" by the sink's own symbol id
         self._sids: dict[tuple[str, str], int] = {}
-        self.market = MarketRows(self._names)
+        self.market = MarketRows(self._names, bucket_quote=options.vbucket_quote)
+        self._market_at = self.marks.market_at
+        if self.marks.market:  # continue buckets and ingest positions where the durable rows end
+            for name in sorted({n for part in self.marks.market.values() for n in part}):
+                venue, _, symbol = name.partition(":")
+                self._sid(venue, symbol)
+            self.market.restore(self.marks.market)
         self.schemas: dict[str, Schema] | None = None
         self._keys: dict[str, frozenset[str]] = {}
         self.stats = SinkStats()
@@ -221,6 +227,7 @@ class Sink:
         events["symbol"] = np.repeat(np.asarray(sids, np.uint32), [len(p) for p in parts])
         for table, columns in self.market.rows(events).items():
             self._writer(table).append(columns)
+        self._market_at += 1
         self.stats.events += len(events)
 
     def _rows(self, r: KafkaRecord, family: str) -> None:
@@ -298,8 +305,12 @@ class Sink:
     def _spill(self) -> None:
         self._flush_producer()  # dead letters first: the segment's marks skip their records after a crash
         marks = self.marks.copy()
-        marks.merge(Marks(self.consumer.uncommitted, self.seen.snapshot()))
+        marks.merge(self._taken(self.consumer.uncommitted))
         self.buffer.spill(marks)
+
+    def _taken(self, offsets: dict[tuple[str, int], int]) -> Marks:
+        """Marks of everything taken so far: these offsets, the accepted sequences, the market rows' state."""
+        return Marks(offsets, self.seen.snapshot(), self.market.state(), self._market_at)
 
     def _durable(self, timeout: float | None = None) -> None:
         """Every record taken so far has its rows stored or on disk: record that, then commit."""
@@ -310,7 +321,7 @@ class Sink:
         if self.audit is not None and self._audit_unsynced:
             self.audit.sync()
             self._audit_unsynced = 0
-        self.marks.merge(Marks(pending, self.seen.snapshot()))
+        self.marks.merge(self._taken(pending))
         self.spill.save_marks(self.marks)
         try:
             self.consumer.commit(flush_producer=False)

@@ -52,10 +52,16 @@ FORMAT: Final = 1
 @dataclass
 class Marks:
     """What is durable: ``offsets[(topic, partition)]`` = the first offset *not* known durable;
-    ``seq[(topic, key)]`` = the last accepted sequence. Both only move up (:meth:`merge`)."""
+    ``seq[(topic, key)]`` = the last accepted sequence. Both only move up (:meth:`merge`).
+
+    ``market`` is the market rows' state (volume buckets, last prices, ingest positions:
+    :meth:`~tradeplane.workloads.store.market.MarketRows.state`) as it was when exactly these offsets had been
+    taken; ``market_at`` numbers those snapshots, so a merge keeps the newest (it is not a per-key maximum)."""
 
     offsets: dict[tuple[str, int], int] = field(default_factory=dict)
     seq: dict[MarkKey, int] = field(default_factory=dict)
+    market: dict[str, Any] = field(default_factory=dict)
+    market_at: int = 0
 
     def merge(self, other: Marks) -> None:
         """Raise these marks to at least ``other``'s."""
@@ -65,15 +71,19 @@ class Marks:
         for sk, s in other.seq.items():
             if s > self.seq.get(sk, -(2**63)):
                 self.seq[sk] = s
+        if other.market_at > self.market_at:
+            self.market, self.market_at = other.market, other.market_at
 
     def copy(self) -> Marks:
-        return Marks(dict(self.offsets), dict(self.seq))
+        return Marks(dict(self.offsets), dict(self.seq), self.market, self.market_at)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "offsets": [[t, p, o] for (t, p), o in sorted(self.offsets.items())],
             # keys are symbols (str); a bytes or None key is kept as None only when it was None
             "seq": [[t, k, s] for (t, k), s in self.seq.items() if k is None or isinstance(k, str)],
+            "market": self.market,
+            "market_at": self.market_at,
         }
 
     @classmethod
@@ -81,6 +91,8 @@ class Marks:
         return cls(
             {(str(t), int(p)): int(o) for t, p, o in body.get("offsets", [])},
             {(str(t), k): int(s) for t, k, s in body.get("seq", [])},
+            dict(body.get("market", {})),  # absent in marks written before buckets were kept
+            int(body.get("market_at", 0)),
         )
 
 

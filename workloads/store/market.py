@@ -166,6 +166,30 @@ class MarketRows:
                 self._cum_quote[sid] = float(got["bucket"][0]) * size + float(got["quote_volume"][0])
                 self._last_px[sid] = float(got["close"][0])
 
+    def state(self) -> dict[str, dict[str, float | int]]:
+        """What spans batches, by ``venue:SYMBOL`` name (JSON-ready): a consumer that saves it with its offsets
+        (the sink's durable marks) continues buckets, price changes and ``ingest_pos`` exactly after a
+        restart, with no query against a store that may be down at that moment."""
+        return {
+            "cum_quote": {self._name(sid): v for sid, v in self._cum_quote.items()},
+            "last_px": {self._name(sid): v for sid, v in self._last_px.items()},
+            "last_ingest": {self._name(sid): v for sid, v in self._last_ingest.items()},
+            "next_pos": {self._name(sid): v for sid, v in self._next_pos.items()},
+        }
+
+    def restore(self, state: Mapping[str, Mapping[str, float | int]]) -> None:
+        """Take a :meth:`state` back; names not in this symbol table are ignored (a symbol no longer traded)."""
+        names = self.symbols.to_list() if isinstance(self.symbols, SymbolTable) else list(self.symbols)
+        sid_of = {name: sid for sid, name in enumerate(names)}
+
+        def by_sid(key: str) -> dict[int, float | int]:
+            return {sid_of[n]: v for n, v in state.get(key, {}).items() if n in sid_of}
+
+        self._cum_quote = {k: float(v) for k, v in by_sid("cum_quote").items()}
+        self._last_px = {k: float(v) for k, v in by_sid("last_px").items()}
+        self._last_ingest = {k: int(v) for k, v in by_sid("last_ingest").items()}
+        self._next_pos = {k: int(v) for k, v in by_sid("next_pos").items()}
+
     def _positions(self, sym: npt.NDArray[np.uint32], ingest: npt.NDArray[np.int64]) -> npt.NDArray[np.uint32]:
         """``ingest_pos`` of each event: its rank among the events of its symbol with the same ``ingest_ts``
         (in batch order), continuing the previous batch's count at the same ``ingest_ts``."""

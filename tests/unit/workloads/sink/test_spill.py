@@ -117,3 +117,21 @@ def test_a_value_json_cannot_hold_is_refused(value: object) -> None:
     col[0] = value
     with pytest.raises(TypeError):
         encode_columns({"x": col})
+
+
+def test_the_newest_market_state_wins_a_merge_and_survives_the_disk(tmp_path: Path) -> None:
+    """Market state is a snapshot, not a per-key maximum: the one taken later (``market_at``) wins, whether it
+    sits in state.json or in a segment written after it; marks written before buckets existed load empty."""
+    old = {"cum_quote": {"v:ETHUSDT": 9e6}, "last_px": {"v:ETHUSDT": 2500.0}}
+    new = {"cum_quote": {"v:ETHUSDT": 1e6}, "last_px": {"v:ETHUSDT": 2400.0}}  # smaller numbers, later state
+    marks = Marks({("a", 0): 10}, {}, old, 7)
+    marks.merge(Marks({("a", 0): 12}, {}, new, 8))
+    assert marks.market == new and marks.market_at == 8
+    marks.merge(Marks({("a", 0): 11}, {}, old, 7))  # an older snapshot never replaces a newer one
+    assert marks.market == new
+    spill = SpillDir(tmp_path)
+    spill.save_marks(Marks({("a", 0): 10}, {}, old, 7))
+    spill.write({"fills": {"x": np.arange(1)}}, Marks({("a", 0): 12}, {}, new, 8))
+    loaded = SpillDir(tmp_path).load_marks()
+    assert loaded.market == new and loaded.market_at == 8
+    assert Marks.from_json({"offsets": [["a", 0, 3]], "seq": []}) == Marks({("a", 0): 3})
