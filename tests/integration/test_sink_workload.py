@@ -570,6 +570,54 @@ def test_volume_buckets_and_ingest_positions_continue_across_a_restart(
     store.close()
 
 
+def test_a_broker_restart_mid_stream_loses_and_duplicates_nothing_in_clickhouse(
+    clickhouse_server: ClickHouseServer,
+    capture: np.ndarray,
+    sinks: Callable[[Settings], tuple[WorkloadService, Sink]],
+    tmp_path: Path,
+) -> None:
+    """The broker is restarted mid-stream (its own Tansu: restarting the session's would disturb other tests).
+    Tansu keeps its log in memory, so the restarted broker has lost the records, the group's offsets and the
+    producer id, and hands out offsets from 0 again — harder than Kafka, which keeps them. The producer queues
+    what is published while the broker is down. ClickHouse must end with every event exactly once, by count
+    and by key (the events replayed from the store equal the capture byte for byte)."""
+    u, db = uid(), f"sink_{uid()}"
+    venue = f"v-{u}"
+    md = md_batches(capture, venue, size=200)
+    half = len(md) // 2
+    broker = KafkaBroker(tmp_path / "broker-a")
+    broker.stop_grace = 0.5
+    broker.start().wait_ready(30)
+    port, restarted = broker.port, None
+    fast = {"reconnect.backoff.max.ms": 500}
+    producer = KafkaBus(broker.bootstrap_servers, client_id=f"pub-{u}", idempotent=False, producer_config=fast)
+    try:
+        settings = sink_settings(broker, dsn(clickhouse_server.host, clickhouse_server.port, db), tmp_path, u)
+        _, sink = sinks(settings)
+        publish(producer, md[:half])
+        run_until(sink, lambda: sink.stats.records.get("md", 0) >= half and caught_up(sink), what="first half")
+        broker.stop()
+        for topic, key, value, seq in md[half : half + 10]:  # queued in the producer while the broker is down
+            producer.publish(topic, key, value, seq=seq)
+        for _ in range(10):  # the sink keeps stepping against a dead broker: it must not fail
+            sink.step()
+        restarted = KafkaBroker(tmp_path / "broker-b", port=port)
+        restarted.stop_grace = 0.5
+        restarted.start().wait_ready(30)
+        publish(producer, md[half + 10 :])
+        store = reader(clickhouse_server, db)
+        want = market_counts(capture)
+        run_until(sink, lambda: counts(store, ("trades", "book_diffs")) == want and caught_up(sink),
+                  timeout=2 * WAIT, what="every event after the restart")  # fmt: skip
+        lo, hi = int(capture["exchange_ts"].min()), int(capture["exchange_ts"].max()) + 1
+        assert replay_events(store, venue, SYMBOL, lo, hi).tobytes() == capture.tobytes()
+        assert sink.stats.reused_offsets > 0  # the restarted broker's offsets started below the durable mark
+        store.close()
+    finally:
+        producer.close(timeout=5)
+        (restarted or broker).stop()
+
+
 # -- as a real OS process ------------------------------------------------------------------------------
 
 

@@ -70,6 +70,7 @@ class SinkStats:
     records: dict[str, int] = field(default_factory=dict)  #: family → records taken
     events: int = 0  #: md events turned into rows
     duplicates: int = 0  #: dropped by sequence
+    reused_offsets: int = 0  #: below the durable offset but newer by sequence: the broker lost its log
     skipped_durable: int = 0  #: below the durable marks after a restart
     ignored: int = 0  #: families the sink does not store
     dead_letters: dict[tuple[str, str], int] = field(default_factory=dict)  #: (family, reason) → records
@@ -102,6 +103,7 @@ class Sink:
         self._clock = clock
         self.marks = spill.load_marks()
         self.seen = SequenceFilter(self.marks.seq)
+        self._reused_warned: set[tuple[str, int]] = set()
         self._insert_seconds: Histogram | None = None
         self.buffer = OutageBuffer(
             store,
@@ -182,7 +184,7 @@ class Sink:
             counts[family] = counts.get(family, 0) + 1
             if skip:
                 below = skip.get((r.topic, r.partition))
-                if below is not None and r.offset < below:
+                if below is not None and r.offset < below and not self._reused_offset(r):
                     self.stats.skipped_durable += 1
                     continue
             if family == MD:
@@ -193,6 +195,20 @@ class Sink:
                 self.stats.ignored += 1
         if parts:
             self._market(parts, sids)
+
+    def _reused_offset(self, r: KafkaRecord) -> bool:
+        """A record below the durable offset whose sequence is newer than the last durable one: the broker
+        handed out that offset again (its log was lost — a broker restarted without its data — or the topic
+        was recreated). It is new data, not a redelivery; skipping it by offset would lose it."""
+        if r.seq is None or r.seq <= self.marks.seq.get((r.topic, r.key), -(2**63)):
+            return False
+        if (r.topic, r.partition) not in self._reused_warned:
+            self._reused_warned.add((r.topic, r.partition))
+            log.warning("offsets start over below the durable mark: taking records by their sequence",
+                        extra={"topic": r.topic, "partition": r.partition, "offset": r.offset,
+                               "durable": self.marks.offsets.get((r.topic, r.partition))})  # fmt: skip
+        self.stats.reused_offsets += 1
+        return True
 
     def _md(self, r: KafkaRecord, parts: list[npt.NDArray[Any]], sids: list[int]) -> None:
         try:
@@ -451,6 +467,8 @@ class _Collector(Collector):
         yield single("tradeplane_sink_events", "Market-data events turned into rows", s.events)
         yield single("tradeplane_sink_duplicates", "Records dropped by their sequence", s.duplicates)
         yield single("tradeplane_sink_skipped_durable", "Records skipped as already durable", s.skipped_durable)
+        yield single("tradeplane_sink_reused_offsets", "Records taken below the durable offset because their "
+                     "sequence is newer (the broker lost its log)", s.reused_offsets)  # fmt: skip
         yield single("tradeplane_sink_commits", "Offset commits", s.commits)
         yield single("tradeplane_sink_commit_errors", "Offset commits refused", s.commit_errors)
         yield single("tradeplane_sink_spilled_rows", "Rows spilled to disk", bs.spilled_rows)
