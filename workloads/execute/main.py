@@ -15,8 +15,8 @@ Shutdown (SIGTERM): stop consuming, then *drain*: run the session to the last ev
 strategy call still goes to ``decide``, so keep ``decide`` running until ``execute`` has exited), flush the
 producer, close. A restart starts a new paper session (a fresh account); ``decide`` follows.
 
-Only paper mode runs here today: live venues (Binance through :mod:`..venues`) are not wired to a
-workload yet (docs/dataplane.md, Status).
+Live mode (the desk's Strategies say ``spec.mode: live``) is :mod:`..live.execute`: decide's commands carried
+out on Binance through :mod:`..venues`.
 """
 
 from __future__ import annotations
@@ -60,6 +60,10 @@ class ExecuteOptions(PaperDeskOptions):
 
 
 def setup(service: WorkloadService, settings: Settings) -> LoopStep:
+    from ..live.execute import live_requested, setup_live  # imports the paper modules: not at the top
+
+    if live_requested(settings):  # the Strategies say spec.mode: live (docs/dataplane.md, "Live mode: execute")
+        return setup_live(service, settings)
     opts = parse_options(settings, ExecuteOptions)
     desk = load_desk(list(opts.manifests))
     instruments, legs = desk_instruments(desk)

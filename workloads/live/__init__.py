@@ -1,0 +1,1 @@
+"""Live mode: ``decide`` trades on ``md.*`` as it arrives; ``execute`` sends the orders to the venue."""
