@@ -251,6 +251,21 @@ class RevisionRecord(ApiModel):
     reason: str = Field(default="", description="Why.")
 
 
+class RolloutProgress(ApiModel):
+    """What the rollout controller needs to resume exactly where it was (an operator restart keeps the step
+    and its timers): the versions involved, the step's start, the last analysis and its verdict."""
+
+    candidate: str = Field(description="The version being rolled out (this ModelVersion).")
+    stable: str | None = Field(default=None, description="The family's stable version the candidate is judged against.")
+    previous_stable: str | None = Field(default=None, description="After promotion: the version a rollback restores.")
+    step_started_at: str | None = Field(default=None, description="RFC 3339 start of the current step (its pause).")
+    last_analysis_at: str | None = Field(default=None, description="RFC 3339 time of the last analysis run.")
+    step_passed: bool = Field(default=False, description="The latest analysis in the current step passed.")
+    consecutive_failures: int = Field(default=0, ge=0, description="Failed analysis runs in a row (count).")
+    last_verdict: str | None = Field(default=None, description="PASS, FAIL or INCONCLUSIVE.")
+    last_reason: str = Field(default="", description="The last analysis's reason, in words.")
+
+
 class ModelVersionStatus(ResourceStatusBase):
     """Observed state of a ModelVersion: phase, canary step and weight, analysis and history."""
 
@@ -260,3 +275,4 @@ class ModelVersionStatus(ResourceStatusBase):
     analysis: list[AnalysisResult] = Field(default_factory=list, description="Results of the latest analysis run.")
     failures: int = Field(default=0, ge=0, description="Failed analysis runs so far (count).")
     history: list[RevisionRecord] = Field(default_factory=list, description="Phase transitions, oldest first.")
+    rollout: RolloutProgress | None = Field(default=None, description="Rollout controller state (resume point).")
