@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Final
 
 import numpy as np
 import numpy.typing as npt
@@ -89,6 +90,10 @@ class Sample:
 
     def sides(self) -> FloatArray:
         return self.side if self.side is not None else m.decision_side(self.p_up)
+
+
+#: Stands in for a stable that scored too little to compare with (a 100 % step).
+_NO_SAMPLE: Final = Sample(np.zeros(0), np.zeros(0), np.zeros(0, bool), np.zeros(0))
 
 
 def _num(x: float) -> float | None:
@@ -248,7 +253,9 @@ def _pnl_metrics(j: _Judge, cand: Sample, stable: Sample, spec: AnalysisSpec) ->
         return
     c_ppr = m.pnl_per_risk(cand.pnl, cand.risk)
     c_dd = m.max_drawdown_pct(cand.pnl, cand.risk)
-    if stable.pnl is None or stable.risk is None:
+    if stable is _NO_SAMPLE:  # no stable traffic at all: nothing to compare with, and nothing to wait for
+        s_ppr = s_dd = None
+    elif stable.pnl is None or stable.risk is None:
         j.wait("pnl_vs_stable_per_risk", th.min_pnl_vs_stable_per_risk, "no stable PnL in the window")
         s_ppr = s_dd = None
     else:
@@ -283,7 +290,9 @@ def analyze(
 ) -> AnalysisVerdict:
     """Judge ``candidate`` against ``stable`` over one window.
 
-    - Fewer than ``spec.min_samples`` scored decisions for either model → INCONCLUSIVE, nothing judged.
+    - Fewer than ``spec.min_samples`` candidate decisions → INCONCLUSIVE, nothing judged. A stable with fewer
+      (a 100 % step leaves it no traffic) is not compared with: the candidate's own limits are judged, the
+      comparison with stable (PnL per risk) is skipped and a note says so.
     - Latency p99 is judged from the first run past min_samples.
     - Label-based metrics (Brier, ECE, calibration drift, PR-AUC, hit rate) only once ``min_matured_labels``
       candidate labels have matured (default ``spec.min_samples``); drift buckets and the hit rate each need
@@ -295,16 +304,17 @@ def analyze(
     PASS.
     """
     n_c, n_s = candidate.n, stable.n
-    if n_c < spec.min_samples or n_s < spec.min_samples:
-        who = "candidate" if n_c < spec.min_samples else "stable"
-        n = n_c if who == "candidate" else n_s
+    if n_c < spec.min_samples:
         return AnalysisVerdict(
             Verdict.INCONCLUSIVE,
-            f"{who} n={n} < min_samples={spec.min_samples}",
+            f"candidate n={n_c} < min_samples={spec.min_samples}",
             n_candidate=n_c,
             n_stable=n_s,
             n_matured=int(candidate.matured.sum()),
         )
+    lone = n_s < spec.min_samples  # e.g. a 100 % step: the stable scored (almost) nothing in this window
+    if lone:
+        stable = _NO_SAMPLE
     if min_bucket_count < 1:
         raise ValueError(f"min_bucket_count must be >= 1, got {min_bucket_count}")
     min_matured = spec.min_samples if min_matured_labels is None else min_matured_labels
@@ -312,10 +322,15 @@ def analyze(
         raise ValueError(f"min_matured_labels must be >= 1, got {min_matured}")
     th = spec.thresholds
     j = _Judge()
+    if lone:
+        j.notes.append(
+            f"stable n={n_s} < min_samples={spec.min_samples} (no stable traffic to compare): judged on the "
+            "candidate's own limits; the comparison with stable is not judged in this window"
+        )
     j.ceiling(
         "latency_p99_ms",
         m.latency_p99(candidate.latency_ms),
-        m.latency_p99(stable.latency_ms),
+        m.latency_p99(stable.latency_ms) if stable.n else None,
         th.max_latency_p99_ms,
         unit=" ms",
     )

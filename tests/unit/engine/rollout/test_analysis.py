@@ -44,8 +44,20 @@ def test_too_few_samples_is_inconclusive_with_the_counts() -> None:
     v = analyze(window(1, n=120), window(2), analysis_spec(), OFFLINE)
     assert v.verdict is Verdict.INCONCLUSIVE
     assert v.reason == "candidate n=120 < min_samples=500" and v.results == ()
-    v2 = analyze(window(1), window(2, n=499), analysis_spec(), OFFLINE)
-    assert v2.reason == "stable n=499 < min_samples=500"
+
+
+def test_a_stable_without_traffic_judges_the_candidate_on_its_own_limits() -> None:
+    """A 100 % step leaves the stable no decisions: the candidate is still judged (and can pass or fail), the
+    comparison with stable is skipped with a note, never left pending forever."""
+    spec = analysis_spec(thresholds={"minPnlVsStablePerRisk": 0.0})
+    nothing = Sample(np.zeros(0), np.zeros(0), np.zeros(0, bool), np.zeros(0))
+    ok = analyze(window(1), nothing, spec, OFFLINE)
+    assert ok.verdict is Verdict.PASS, ok.reason
+    assert "pnl_vs_stable_per_risk" not in _by_metric(ok.results)
+    assert any(n.startswith("stable n=0 < min_samples=500") for n in ok.notes)
+    assert all(r.stable is None for r in ok.results)
+    bad = analyze(window(1, shift=0.15), window(2, n=499), spec, OFFLINE)
+    assert bad.verdict is Verdict.FAIL and "calibration_drift_pp" in [r.metric for r in bad.failed]
 
 
 def test_unmatured_labels_keep_label_metrics_pending_but_latency_is_judged() -> None:
