@@ -358,6 +358,60 @@ def test_scorer_for_follows_the_serving_mode(served: App, family: Family) -> Non
     assert not served.handle.degraded and not served.http.degraded
 
 
+def _desk_manifests(family: Family, out: Path) -> Path:
+    """The example spot strategy and budget, on this module's family (its three rayserve versions)."""
+    strategy = yaml.safe_load((REPO / "examples/20-strategy-btc-spot.yaml").read_text())
+    strategy["spec"]["model"]["family"] = FAMILY
+    docs = [yaml.safe_load((REPO / "examples/00-riskbudget.yaml").read_text()), strategy]
+    docs += [{"apiVersion": "tradeplane.io/v1alpha1", "kind": "ModelVersion", "metadata": {"name": v},
+              "spec": spec.model_dump(by_alias=True, mode="json", exclude_none=True)}
+             for v, spec in family.specs.items()]  # fmt: skip
+    path = out / "desk.yaml"
+    path.write_text(yaml.safe_dump_all(docs, sort_keys=False))
+    return path
+
+
+def test_decide_desk_scores_through_serve_like_in_process(served: App, family: Family, tmp_path: Path) -> None:
+    """decide's wiring: with a Serve URL template, every rayserve version of the desk is scored by Serve (the
+    client's call counter moves, once per decision and version) and the signals equal the in-process desk's."""
+    from prometheus_client import CollectorRegistry
+
+    from tradeplane.engine.sim.runner import run_backtest
+    from tradeplane.workloads.decide.serving import ServeClients
+    from tradeplane.workloads.local.manifests import load_desk
+    from tradeplane.workloads.local.runner import backtest_config, build_desk
+    from tradeplane.workloads.local.source import synthetic_market
+
+    desk_def = load_desk([_desk_manifests(family, tmp_path)])
+    registry = CollectorRegistry()
+    clients = ServeClients(f"http://127.0.0.1:{served.port}", ClientOptions(timeout_s=10.0, retry_after_s=1.0),
+                           registry)  # fmt: skip
+    target = f"http://127.0.0.1:{served.port}/models/{FAMILY}"
+
+    def ok_calls() -> float:
+        return (
+            registry.get_sample_value("tradeplane_serve_client_calls_total", {"target": target, "outcome": "ok"}) or 0.0
+        )
+
+    outboxes = []
+    for via in (None, clients):
+        desk, instruments, _ = build_desk(desk_def, family.home, initial_balance=10_000.0, serve=via)
+        events = synthetic_market(instruments, seconds=40, seed=3).events
+        run_backtest(events, desk, backtest_config(desk, instruments, initial_balance=10_000.0, seed=0))
+        outboxes.append(desk.outbox)
+        if via is None:
+            assert ok_calls() == 0  # in-process: Serve was never asked
+    clients.close()
+    local, remote = outboxes
+    assert len(remote.signals) == len(local.signals) > 50
+    assert [s.model_version for s in remote.signals] == [s.model_version for s in local.signals]
+    assert [s.decision for s in remote.signals] == [s.decision for s in local.signals]
+    np.testing.assert_allclose([s.p_up for s in remote.signals], [s.p_up for s in local.signals], atol=1e-9)
+    scored = sum(1 for s in local.signals if s.model_version in family.specs)
+    assert scored > 50 and ok_calls() >= scored  # each model-scored decision went through Serve
+    assert clients.check().ok and "1 Serve client" in clients.check().reason
+
+
 def _decision_inputs() -> tuple[Any, MarketState, dict[str, float]]:
     doc = yaml.safe_load((REPO / "examples/20-strategy-btc-spot.yaml").read_text())
     cfg = compile_decision_config("spot-majors", StrategySpec.model_validate(doc["spec"]), NAMES)

@@ -6,6 +6,13 @@ the run before it starts, naming the ModelVersion and the field.
 
 Roles follow the rollout spec: ``immediate`` → stable; ``canary`` → canary at its first step's weight (the
 rollout controller moves it later); ``shadow`` → scored on every decision, never acted on.
+
+Where scoring runs: in-process (ONNX Runtime on the checked artifact) unless the caller passes ``serve`` —
+the cluster's ``decide`` workload does when it is given the Serve address — and then every version whose
+``spec.serving.mode`` is ``rayserve`` is scored through its Ray Serve application
+(:func:`~tradeplane.workloads.serve.client.scorer_for`). The router, the roles and the cohorts stay here, so
+the decision pipeline is the same either way. A local run never passes ``serve``: locally everything is
+in-process (ARCHITECTURE, "Two ways to run").
 """
 
 from __future__ import annotations
@@ -16,18 +23,24 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ...api.v1alpha1.modelversion import ModelVersionSpec
+from ...api.v1alpha1.modelversion import ModelVersionSpec, ServingMode
 from ...engine.calibration import ProbabilityInterval
-from ...engine.decision.router import ModelRouter, RoutedModel
+from ...engine.decision.router import ModelRouter, RoutedModel, Scorer
 from ...engine.models.contributions import ContributionTable, top_k_named
 from ...engine.models.onnx_scorer import OnnxScorer
 from ..training.registry import INTERVAL_FILE
 from .manifests import ManifestError
 
+if TYPE_CHECKING:  # serve.client imports this module (artifact paths)
+    from ..serve.client import ServeClient
+
 Contributions = Callable[[Mapping[str, float]], tuple[tuple[str, float], ...]]
+ServeClients = Callable[[str], "ServeClient"]
+"""model family → the Serve client of its application (the caller owns and closes the clients)."""
 
 
 @dataclass(frozen=True)
@@ -79,7 +92,40 @@ def artifact_path(uri: str, home: Path) -> Path:
     return Path(uri)
 
 
-def load_family(family: str, versions: dict[str, ModelVersionSpec], home: Path) -> FamilyModels:
+def _verified_artifact(name: str, spec: ModelVersionSpec, home: Path, *, required: bool) -> bytes | None:
+    """The artifact's bytes, checked against the manifest's sha256; ``None`` when it is not on this machine and
+    not ``required`` (a Serve-scored version: Serve loads and checks it, decide only reads its side files)."""
+    assert spec.artifact is not None
+    path = artifact_path(spec.artifact.uri, home)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        if not required and not path.exists():
+            return None
+        raise ManifestError(f"ModelVersion/{name}: spec.artifact.uri: cannot read {path}: {exc.strerror}") from None
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != spec.artifact.sha256:
+        raise ManifestError(f"ModelVersion/{name}: spec.artifact.sha256: the file {path} has sha256 {digest}, "
+                            f"the manifest says {spec.artifact.sha256}")  # fmt: skip
+    return data
+
+
+def _scorer(name: str, spec: ModelVersionSpec, data: bytes | None, serve: ServeClients | None) -> Scorer:
+    """Serve's scorer for a ``rayserve`` version when Serve is configured; otherwise ONNX on the bytes."""
+    assert spec.feature_signature is not None
+    if serve is not None and spec.serving.mode is ServingMode.RAY_SERVE:
+        return serve(spec.model).scorer(name, spec.feature_signature.names)
+    if data is None:
+        raise ManifestError(f"ModelVersion/{name}: spec.artifact.uri: the file is not on this machine and the "
+                            "version is not scored through Ray Serve")  # fmt: skip
+    try:
+        return OnnxScorer(data, expected_feature_names=spec.feature_signature.names)
+    except ValueError as exc:
+        raise ManifestError(f"ModelVersion/{name}: spec.featureSignature.names: {exc}") from None
+
+
+def load_family(family: str, versions: dict[str, ModelVersionSpec], home: Path, *,
+                serve: ServeClients | None = None) -> FamilyModels:  # fmt: skip
     models: list[RoutedModel] = []
     artifacts: dict[str, str] = {}
     roles: dict[str, str] = {}
@@ -89,40 +135,32 @@ def load_family(family: str, versions: dict[str, ModelVersionSpec], home: Path) 
         spec = versions[name]
         if spec.artifact is None or spec.feature_signature is None:
             raise ManifestError(f"ModelVersion/{name}: spec.artifact: not trained yet (a local run needs the file)")
-        path = artifact_path(spec.artifact.uri, home)
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise ManifestError(f"ModelVersion/{name}: spec.artifact.uri: cannot read {path}: {exc.strerror}") from None
-        digest = hashlib.sha256(data).hexdigest()
-        if digest != spec.artifact.sha256:
-            raise ManifestError(f"ModelVersion/{name}: spec.artifact.sha256: the file {path} has sha256 {digest}, "
-                                f"the manifest says {spec.artifact.sha256}")  # fmt: skip
-        try:
-            scorer = OnnxScorer(data, expected_feature_names=spec.feature_signature.names)
-        except ValueError as exc:
-            raise ManifestError(f"ModelVersion/{name}: spec.featureSignature.names: {exc}") from None
+        served = serve is not None and spec.serving.mode is ServingMode.RAY_SERVE
+        data = _verified_artifact(name, spec, home, required=not served)
+        scorer = _scorer(name, spec, data, serve)
+        side_files = artifact_path(spec.artifact.uri, home).parent
         role, weight = spec.rollout.initial_route()
         if role == "stable":
             if stable_names:
                 raise ManifestError(f"ModelVersion/{name}: family {family!r} has two immediate (stable) versions")
             stable_names = tuple(spec.feature_signature.names)
-            contributions = contributions_of(path.parent / "contributions.json")
-        interval = interval_of(path.parent / INTERVAL_FILE)
+            contributions = contributions_of(side_files / "contributions.json")
+        interval = interval_of(side_files / INTERVAL_FILE)
         models.append(RoutedModel(version=name, role=role, weight=weight, scorer=scorer, interval=interval))
-        artifacts[name] = digest
+        artifacts[name] = spec.artifact.sha256
         roles[name] = role
     if not stable_names:
         raise ManifestError(f"model family {family!r}: no ModelVersion with rollout.strategy immediate (stable)")
     return FamilyModels(ModelRouter(models), stable_names, artifacts, roles, contributions)
 
 
-def load_families(models: dict[str, ModelVersionSpec], families: set[str], home: Path) -> dict[str, FamilyModels]:
+def load_families(models: dict[str, ModelVersionSpec], families: set[str], home: Path, *,
+                  serve: ServeClients | None = None) -> dict[str, FamilyModels]:  # fmt: skip
     """Routers for the families the strategies use (a family without versions is an error naming it)."""
     out: dict[str, FamilyModels] = {}
     for family in sorted(families):
         versions = {n: m for n, m in models.items() if m.model == family}
         if not versions:
             raise ManifestError(f"model family {family!r}: no ModelVersion in the manifests")
-        out[family] = load_family(family, versions, home)
+        out[family] = load_family(family, versions, home, serve=serve)
     return out

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ...api.v1alpha1.strategy import StrategySpec
+from ...api.v1alpha1.strategy import StrategySpec, market_data_venue
 from ...engine.risk.config import RiskConfig
 from ...engine.risk.engine import RiskEngine
 from ...engine.runtime.desk import DeskRuntime
@@ -37,8 +37,10 @@ from ...engine.runtime.outbox import Outbox
 from ...engine.runtime.strategy import StrategyRuntime
 from ...engine.sim.executors import ExecutorConfig
 from ...engine.sim.runner import BacktestConfig, run_backtest
+from ..rollout.local import rollout_drivers
+from ..rollout.mids import TopRecorder
 from .manifests import Desk, ManifestError, load_desk
-from .models import FamilyModels, load_families
+from .models import FamilyModels, ServeClients, load_families
 from .sink import LocalSink
 from .source import MarketData, capture_market, synthetic_market
 
@@ -64,6 +66,7 @@ class RunConfig:
     initial_balance: float = 10_000.0
     report: bool = True
     reload_every_s: float = 1.0  #: how often the manifests are re-read for hot configuration (wall time)
+    rollouts: bool = True  #: drive canary/shadow ModelVersions with the rollout controller (docs/rollouts.md)
 
 
 @dataclass
@@ -79,6 +82,7 @@ class RunSummary:
     rejections: dict[str, int] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
+    rollouts: dict[str, Any] = field(default_factory=dict)  #: version → final phase, step, history (rollouts)
 
     def as_dict(self) -> dict[str, Any]:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items()}
@@ -87,10 +91,12 @@ class RunSummary:
 Built = tuple[DeskRuntime, list[Instrument], dict[str, FamilyModels]]
 
 
-def build_desk(desk: Desk, home: Path, *, initial_balance: float, clock: Callable[[], int] = lambda: 0) -> Built:
-    """The engine objects of a desk: instruments, model routers, risk engines and strategy runtimes."""
+def build_desk(desk: Desk, home: Path, *, initial_balance: float, clock: Callable[[], int] = lambda: 0,
+               serve: ServeClients | None = None) -> Built:  # fmt: skip
+    """The engine objects of a desk: instruments, model routers, risk engines and strategy runtimes.
+    ``serve``: score ``rayserve`` ModelVersions through Ray Serve (the cluster's decide; see .models)."""
     instruments, legs = desk_instruments(desk)
-    families = load_families(desk.models, {s.model.family for s in desk.strategies.values()}, home)
+    families = load_families(desk.models, {s.model.family for s in desk.strategies.values()}, home, serve=serve)
     known = RUNTIME_FEATURES
     for family, fm in families.items():
         for version, m in ((v, desk.models[v]) for v in fm.artifacts):
@@ -217,6 +223,12 @@ def run_local(cfg: RunConfig, *, progress: Progress = lambda _: None, stop: thre
     counters = {"entries": 0, "fills": 0, "signals": 0}
     last_print = [time.monotonic()]
     t0 = int(data.events["ingest_ts"][0]) if data.events.shape[0] else 0
+    # rollouts: the controller on the desk's clock, the run's own store, and the mids the desk saw
+    by_id = sorted(instruments, key=lambda i: i.id)
+    tops = TopRecorder((market_data_venue(i.venue), i.symbol) for i in by_id)
+    drivers = rollout_drivers(manifests.models, families, manifests.strategies, desk.budgets, store=sink.store,
+                              home=cfg.home, run_id=run_id, tops=tops, flush=sink.writers["signals"].flush,
+                              progress=progress) if cfg.rollouts else []  # fmt: skip
 
     def on_drain(batch: Outbox) -> None:
         sink.publish(batch)
@@ -226,6 +238,10 @@ def run_local(cfg: RunConfig, *, progress: Progress = lambda _: None, stop: thre
         totals.extend(batch)
         ts = desk.now
         reload.check(ts)
+        if drivers:
+            tops.observe((t.exchange_ts, t.bid, t.ask) for t in desk.view.tops)
+            for d in drivers:
+                d.tick(ts)
         if time.monotonic() - last_print[0] >= 1.0:
             last_print[0] = time.monotonic()
             sim_s = (ts - t0) / _NS_PER_S
@@ -258,6 +274,9 @@ def run_local(cfg: RunConfig, *, progress: Progress = lambda _: None, stop: thre
                            for k, v in result.metrics.__dict__.items()}  # fmt: skip
     summary.metrics["events_per_s"] = desk.view.events / wall if wall > 0 else 0.0
     summary.files = {"audit": str(out / "audit.jsonl"), "store": str(cfg.home / "store")}
+    summary.rollouts = {d.version: d.summary() for d in drivers}
+    for version, r in summary.rollouts.items():
+        progress(f"rollout ModelVersion/{version}: {r['phase']} at step {r.get('step')} ({r.get('lastReason', '')})")
     if cfg.report:
         from .run_report import build_run_report
 

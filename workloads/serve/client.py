@@ -31,6 +31,7 @@ import http.client
 import math
 import threading
 import time
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -252,6 +253,17 @@ class _Metrics:
         )
 
 
+_METRICS: weakref.WeakKeyDictionary[CollectorRegistry, _Metrics] = weakref.WeakKeyDictionary()
+
+
+def _metrics_of(registry: CollectorRegistry) -> _Metrics:
+    """One set of (target-labelled) metrics per registry, so several clients can report into one process."""
+    metrics = _METRICS.get(registry)
+    if metrics is None:
+        metrics = _METRICS[registry] = _Metrics(registry)
+    return metrics
+
+
 class ServeClient:
     """Deadline, breaker and metrics around one Transport (one family's Serve application)."""
 
@@ -266,7 +278,7 @@ class ServeClient:
         self.transport = transport
         self.options = options
         self._clock = clock
-        self._metrics = _Metrics(registry) if registry is not None else None
+        self._metrics = _metrics_of(registry) if registry is not None else None
         self._open_until = -math.inf  #: breaker open while clock() < this
         self._degraded_since: float | None = None
         self._last_error = ""

@@ -61,6 +61,7 @@ from .registry import (
     write_index,
     write_json,
     write_modelversion,
+    write_offline_calibration,
 )
 from .report import FoldRow, ReportData, write_report
 
@@ -363,6 +364,7 @@ def run_training(cfg: TrainConfig, progress: Progress = lambda msg: None) -> Tra
     write_json(out / "calibrator.json", _calibrator_dict(calibrator))
     write_json(out / "contributions.json", table.to_dict())
     write_json(out / INTERVAL_FILE, fit_probability_interval(p_oof).to_dict())
+    calibration_file = write_offline_calibration(out, dev_tested.y.astype(np.float64), p_oof)
     write_json(out / "metrics.json", metrics_all)
     lineage = {
         "files": data.files,
@@ -430,6 +432,7 @@ def run_training(cfg: TrainConfig, progress: Progress = lambda msg: None) -> Tra
         "calibrator.json",
         "contributions.json",
         INTERVAL_FILE,
+        calibration_file,
         "metrics.json",
         "lineage.json",
         "modelversion.yaml",

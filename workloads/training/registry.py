@@ -22,12 +22,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+import numpy.typing as npt
 import yaml
 
 from tradeplane.api.v1alpha1.modelversion import feature_signature_hash
 
 from ...engine.models.contributions import ContributionTable
 from ...engine.models.onnx_scorer import OnnxScorer
+from ...engine.rollout.metrics import OfflineCalibration
 
 SCHEMA_VERSION: Final = 1
 ARTIFACT_INDEX: Final = "artifact.json"
@@ -191,3 +193,49 @@ def load_model(directory: Path | str, expected_feature_names: Sequence[str] | No
     table_path = root / "contributions.json"
     table = ContributionTable.from_dict(json.loads(table_path.read_text())) if table_path.is_file() else None
     return LoadedModel(root, index, names, scorer, table)
+
+
+CALIBRATION_FILE: Final = "calibration.json"
+"""The out-of-fold reliability curve (hit rate and count per equal-width p bucket) that a rollout's calibration
+drift is judged against (engine.rollout.metrics.OfflineCalibration; docs/rollouts.md)."""
+
+
+def write_offline_calibration(out_dir: Path, y: npt.ArrayLike, p: npt.ArrayLike) -> str:
+    """Write :data:`CALIBRATION_FILE` from out-of-fold outcomes ``y`` (0/1) and calibrated scores ``p``;
+    returns the file name (for :func:`write_index`).
+
+    Why out-of-fold and beside the model: live calibration drift must be measured against what the model
+    promised on data it had not seen, per bucket, so "the world changed" is told apart from "the model was
+    never calibrated there"; the hold-out is too small for ten buckets, the OOF predictions are not."""
+    curve = OfflineCalibration.from_outcomes(y, p)
+    write_json(
+        out_dir / CALIBRATION_FILE,
+        {
+            "schemaVersion": SCHEMA_VERSION,
+            "source": "out-of-fold",
+            "buckets": curve.n_buckets,
+            "hitRate": list(curve.hit_rate),
+            "count": list(curve.count),
+        },
+    )
+    return CALIBRATION_FILE
+
+
+def read_offline_calibration(directory: Path) -> OfflineCalibration | None:
+    """The :class:`~tradeplane.engine.rollout.metrics.OfflineCalibration` in ``directory`` (an artifact
+    directory), or None when the artifact has no such file (trained before it existed). When the directory's
+    ``artifact.json`` lists the file, its sha256 must match (:class:`ArtifactError` otherwise)."""
+    path = directory / CALIBRATION_FILE
+    if not path.is_file():
+        return None
+    index_path = directory / ARTIFACT_INDEX
+    if index_path.is_file():
+        entry = json.loads(index_path.read_text()).get("files", {}).get(CALIBRATION_FILE)
+        if entry is not None and sha256_file(path) != entry.get("sha256"):
+            raise ArtifactError(f"{path}: sha256 does not match {ARTIFACT_INDEX}")
+    try:
+        doc = json.loads(path.read_text())
+        hit = tuple(math.nan if h is None else float(h) for h in doc["hitRate"])
+        return OfflineCalibration(hit, tuple(int(c) for c in doc["count"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ArtifactError(f"{path}: not an offline calibration curve: {exc}") from None
