@@ -1,7 +1,8 @@
 """``tradeplane workload decide``: the desk runtime — features, model router, gates, rules, sizing, risk —
 publishing signals, intents, audit records, order and fill rows, and the desk's own rows.
 
-Paper mode (the only mode wired today): each venue step from ``execute`` (``venue.<account>``) is one call
+Live mode (the desk's Strategies say ``spec.mode: live``): :mod:`..live.decide`, deciding on ``md.*`` as it
+arrives. Paper mode: each venue step from ``execute`` (``venue.<account>``) is one call
 of the desk, answered on ``orders.<account>`` with the parents it started and cancelled
 (:class:`~tradeplane.workloads.paper.decider.PaperDecider`). The desk's outbox goes out with the same
 encoding as the local run (:func:`~tradeplane.workloads.bus.outbox.outbox_messages`), keyed by symbol, each
@@ -11,8 +12,9 @@ Offsets of ``venue.<account>`` are committed (at most every ``commit_every_s``) 
 were handed to the producer (the commit flushes it first); a step
 delivered twice is answered once (the cached answer is sent again).
 
-Models are scored in-process (ONNX, from ``home``); scoring through Ray Serve per the ModelVersion's serving
-mode is available as a client (:mod:`..serve.client`) but not wired into this workload yet.
+Models are scored in-process (ONNX, from ``home``), or — with ``serve_url_template`` set — every ModelVersion
+whose ``spec.serving.mode`` is ``rayserve`` is scored through its family's Ray Serve application
+(:mod:`.serving`); routing between stable, canary and shadow stays in the desk's ModelRouter either way.
 """
 
 from __future__ import annotations
@@ -26,21 +28,25 @@ from pathlib import Path
 from prometheus_client import Counter, Histogram
 from pydantic import Field
 
+from ...api.v1alpha1.strategy import TradingMode
 from ...engine.runtime.desk import DeskRuntime
 from ...engine.runtime.outbox import Outbox
 from ...settings import Settings
 from ..bus.kafka import KafkaConsumer
 from ..bus.outbox import outbox_messages
 from ..bus.topics import orders_topic, venue_topic
-from ..local.manifests import load_desk
+from ..local.manifests import load_desk, trading_mode
 from ..local.runner import backtest_config, build_desk
 from ..paper.decider import PaperDecider
 from ..paper.options import PaperDeskOptions, bus_check, lockstep_bus
 from ..paper.protocol import ProtocolError, decode_venue_step, encode_order_commands
+from ..serve.client import ClientOptions
 from ..service.health import CheckResult
 from ..service.main import parse_options
 from ..service.service import LoopStep, WorkloadService
 from .report import StatusBook, StatusReporter
+from .routes import ROUTES_DIR, RoutesWatcher, desk_routes
+from .serving import ServeClients
 
 log = logging.getLogger("tradeplane.workload.decide")
 
@@ -53,6 +59,14 @@ class DecideOptions(PaperDeskOptions):
     report_status_s: float = Field(default=0.0, ge=0, description="Merge-patch positions, PnL and the last signal "
                                    "into each Strategy's status at most this often (s); 0: off. Needs the "
                                    "namespace (TRADEPLANE_NAMESPACE) and RBAC on strategies/status.")  # fmt: skip
+    serve_url_template: str = Field(default="", description="Ray Serve HTTP proxy of a model family, with "
+                                    "{family} substituted (the operator sets http://{family}-serve-serve-svc.<ns>"
+                                    ".svc:8000); empty: every version is scored in-process.")  # fmt: skip
+    serve_timeout_ms: float = Field(default=100.0, gt=0, description="Deadline of one Serve call; a miss opens "
+                                    "the breaker and decisions fall back to rules (docs/dataplane.md).")  # fmt: skip
+    routes_dir: Path = Field(default=ROUTES_DIR, description="Where the operator mounts each family's routes "
+                             "(<dir>/<family>/routes.json): rollout weights applied without a restart.")  # fmt: skip
+    routes_poll_s: float = Field(default=2.0, gt=0, description="How often the routes files are read.")
     commit_every_s: float = Field(default=0.5, ge=0, description="Commit the venue topic's offsets at most this "
                                   "often (a commit waits for the producer's deliveries: per step it would bound "
                                   "the lock-step's rate).")  # fmt: skip
@@ -62,6 +76,17 @@ def _final_report(reporter: StatusReporter) -> None:
     """The status as the session ended, then the client closed."""
     reporter.maybe_report(force=True)
     reporter.close()
+
+
+def serve_clients(opts: DecideOptions, service: WorkloadService) -> ServeClients | None:
+    """The Serve clients of this process (with their ``serve`` readiness check and shutdown), or ``None``."""
+    if not opts.serve_url_template:
+        return None
+    clients = ServeClients(opts.serve_url_template, ClientOptions(timeout_s=opts.serve_timeout_ms / 1000),
+                           service.registry)  # fmt: skip
+    service.add_check("serve", clients.check)
+    service.on_shutdown(clients.close, "close Serve clients")
+    return clients
 
 
 def lineage(opts: DecideOptions) -> dict[str, object]:
@@ -82,9 +107,16 @@ class _Sequencer:
 
 
 def setup(service: WorkloadService, settings: Settings) -> LoopStep:
+    from ..live.decide import LiveDecideOptions, setup_live  # imports this module: not at the top
+
+    live_opts = parse_options(settings, LiveDecideOptions)
+    if trading_mode(load_desk(list(live_opts.manifests))) is TradingMode.LIVE:
+        return setup_live(service, settings, live_opts, load_desk(list(live_opts.manifests)))
     opts = parse_options(settings, DecideOptions)
     manifests = load_desk(list(opts.manifests))
-    first, instruments, _ = build_desk(manifests, opts.home, initial_balance=opts.initial_balance)
+    serve = serve_clients(opts, service)
+    first, instruments, first_families = build_desk(manifests, opts.home, initial_balance=opts.initial_balance,
+                                                    serve=serve)  # fmt: skip
     cfg = backtest_config(first, instruments, initial_balance=opts.initial_balance, seed=opts.seed)
     spare: list[DeskRuntime] = [first]
     bus = lockstep_bus(settings, opts, "decide", service.registry)
@@ -109,8 +141,14 @@ def setup(service: WorkloadService, settings: Settings) -> LoopStep:
             bus.publish(topic, key, value, seq=seq(topic, key))
             published.labels(topic.split(".", 1)[0]).inc()
 
+    watchers: list[RoutesWatcher] = []
+
     def build() -> DeskRuntime:
-        desk = spare.pop() if spare else build_desk(manifests, opts.home, initial_balance=opts.initial_balance)[0]
+        if spare:
+            desk, families = spare.pop(), first_families
+        else:
+            desk, _, families = build_desk(manifests, opts.home, initial_balance=opts.initial_balance, serve=serve)
+        watchers[:] = [desk_routes(families, desk, root=opts.routes_dir, poll_s=opts.routes_poll_s)]
         desk.on_drain = publish
         log.info("paper session: a fresh desk", extra={"strategies": [s.name for s in desk.strategies]})
         return desk
@@ -134,6 +172,9 @@ def setup(service: WorkloadService, settings: Settings) -> LoopStep:
             state["last_step"] = time.monotonic()
         for reporter in reporters:
             reporter.maybe_report()
+        for watcher in watchers:
+            for msg in watcher.check():
+                log.info(msg)
         if records and time.monotonic() - state["last_commit"] >= opts.commit_every_s:
             steps_in.commit()  # flushes the producer first: every answered step's records are delivered
             state["last_commit"] = time.monotonic()

@@ -41,7 +41,7 @@ from ..bus.dedup import SequenceFilter
 from ..bus.kafka import KafkaBus, KafkaConsumer
 from ..bus.mdbatch import MdBatchError, decode_md_batch
 from ..bus.topics import MD, orders_topic, venue_topic
-from ..local.manifests import Desk, ManifestError, load_desk
+from ..local.manifests import ManifestError, load_desk, trading_mode
 from ..local.runner import desk_instruments, venue_config
 from ..paper.options import PaperDeskOptions, bus_check, lockstep_bus
 from ..paper.protocol import ProtocolError, decode_order_commands, encode_venue_step
@@ -76,15 +76,6 @@ class _ManifestsOnly(BaseModel):
     manifests: Any
 
 
-def desk_mode(desk: Desk) -> TradingMode:
-    """The desk's ``spec.mode``; every strategy of one account must agree (else a clear error naming them)."""
-    modes = {name: TradingMode(spec.mode) for name, spec in desk.strategies.items()}
-    if len(set(modes.values())) > 1:
-        listed = ", ".join(f"{n}: {m.value}" for n, m in sorted(modes.items()))
-        raise SettingsError(f"the strategies of one account must share spec.mode; got {listed}")
-    return next(iter(modes.values()), TradingMode.PAPER)
-
-
 def live_requested(settings: Settings) -> bool:
     """Whether the manifests in the options say live (False when they are missing: the paper path reports it)."""
     try:
@@ -93,7 +84,7 @@ def live_requested(settings: Settings) -> bool:
     except ValidationError:
         return False
     try:
-        return desk_mode(load_desk(list(paths))) is TradingMode.LIVE
+        return trading_mode(load_desk(list(paths))) is TradingMode.LIVE
     except ManifestError as exc:
         raise SettingsError(str(exc)) from None
 

@@ -14,7 +14,7 @@ import yaml
 
 from ...api.v1alpha1.modelversion import ModelVersionSpec
 from ...api.v1alpha1.riskbudget import RiskBudgetSpec
-from ...api.v1alpha1.strategy import StrategySpec
+from ...api.v1alpha1.strategy import StrategySpec, TradingMode
 from ...api.validation import validate_files
 
 
@@ -77,3 +77,13 @@ def _add(desk: Desk, doc: Any, source: Path) -> None:
         raise ManifestError(f"{source}: {kind}/{name} is defined twice")
     spec_type: Any = {"RiskBudget": RiskBudgetSpec, "ModelVersion": ModelVersionSpec, "Strategy": StrategySpec}[kind]
     table[name] = spec_type.model_validate(doc.get("spec") or {})
+
+
+def trading_mode(desk: Desk) -> TradingMode:
+    """The mode of a desk's strategies; they must all agree (one account trades one way), else a
+    :class:`ManifestError` naming each strategy and its mode. Both decide and execute dispatch on it."""
+    modes = {name: TradingMode(spec.mode) for name, spec in desk.strategies.items()}
+    if len(set(modes.values())) > 1:
+        listed = ", ".join(f"{name}: {mode.value}" for name, mode in sorted(modes.items()))
+        raise ManifestError(f"the strategies of one account must share spec.mode; got {listed}")
+    return next(iter(modes.values()), TradingMode.PAPER)

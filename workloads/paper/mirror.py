@@ -94,7 +94,31 @@ class _Account:
         self.acct: Records = np.zeros(n, ACCOUNT_DTYPE)
 
 
-class MirrorContext:
+class CommandRecorder:
+    """What the desk sends, recorded as commands with predicted parent ids (the part of a VenueContext both
+    paper and live decide share); subclasses give :attr:`desk`, :attr:`now` and :meth:`touch`."""
+
+    desk: ParentMirror
+    now: int
+
+    def touch(self, symbol: int) -> tuple[float, float]:
+        raise NotImplementedError
+
+    def execute(self, symbol: int, side: int, qty: float, style: str = "maker_then_taker",
+                twap: TwapSpec | None = None, *, routing: RoutingTable | None = None,
+                theta: float | None = None) -> int:  # fmt: skip
+        return self.desk.start(self.now, symbol, side, qty, self.touch(symbol), style=style, twap=twap,
+                               routing=routing, theta=theta)  # fmt: skip
+
+    def cancel_parent(self, parent_id: int) -> None:
+        self.desk.cancel(parent_id)
+
+    def take_commands(self) -> list[Command]:
+        out, self.desk.commands = self.desk.commands, []
+        return out
+
+
+class MirrorContext(CommandRecorder):
     """The :class:`~tradeplane.engine.runtime.desk.VenueContext` of ``decide`` in paper mode."""
 
     def __init__(self, lots: Mapping[int, float], ticks: Mapping[int, float]) -> None:
@@ -117,16 +141,3 @@ class MirrorContext:
 
     def touch(self, symbol: int) -> tuple[float, float]:
         return float(self._touch[symbol, 0]), float(self._touch[symbol, 2])
-
-    def execute(self, symbol: int, side: int, qty: float, style: str = "maker_then_taker",
-                twap: TwapSpec | None = None, *, routing: RoutingTable | None = None,
-                theta: float | None = None) -> int:  # fmt: skip
-        return self.desk.start(self.now, symbol, side, qty, self.touch(symbol), style=style, twap=twap,
-                               routing=routing, theta=theta)  # fmt: skip
-
-    def cancel_parent(self, parent_id: int) -> None:
-        self.desk.cancel(parent_id)
-
-    def take_commands(self) -> list[Command]:
-        out, self.desk.commands = self.desk.commands, []
-        return out
