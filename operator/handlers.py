@@ -25,6 +25,7 @@ from . import naming
 from .kube import FIELD_MANAGER, KubeClient
 from .reconcile.modelversion import reconcile_family, reconcile_modelversion
 from .reconcile.riskbudget import reconcile_riskbudget
+from .reconcile.rollout import Analysis, model_lock, reconcile_rollout, store_analysis, utcnow, wants_pass
 from .reconcile.strategy import reconcile_strategy, strategies_of_budget, strategies_of_family
 
 log = logging.getLogger("tradeplane.operator")
@@ -32,6 +33,10 @@ log = logging.getLogger("tradeplane.operator")
 #: Resync period of the safety-net timers; TRADEPLANE_OPERATOR__RESYNC_SECONDS (read at import: kopf needs
 #: the interval when the decorator runs).
 RESYNC_S = float(os.environ.get("TRADEPLANE_OPERATOR__RESYNC_SECONDS", "30"))
+#: How often a rolled-out ModelVersion is looked at (TRADEPLANE_OPERATOR__ROLLOUT_TICK_SECONDS): a pass that
+#: is not due (no analysis, pause end, command or guard to read) returns without a request, so the tick only
+#: bounds how late a due step is — the schedule itself is the controller's wake_at, stored in the status.
+ROLLOUT_TICK_S = float(os.environ.get("TRADEPLANE_OPERATOR__ROLLOUT_TICK_SECONDS", "2"))
 #: Writers of a child's spec that are not drift: ourselves, and the built-in controllers.
 _OWN_MANAGERS = frozenset({FIELD_MANAGER, "kube-controller-manager"})
 
@@ -42,6 +47,7 @@ class _Runtime:
     settings: OperatorSettings
     bootstrap: str
     fanout: ThreadPoolExecutor
+    analysis: Analysis
 
 
 _rt: _Runtime | None = None
@@ -76,8 +82,10 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     # Replicas with equal peering priorities all pause ("possibly conflicting operators"): a random priority
     # makes exactly one of them the active operator, and a standby takes over when it stops.
     settings.peering.priority = random.randint(1, 32_767)
+    dsn = process.clickhouse.dsn.get_secret_value() if process.clickhouse.dsn is not None else None
+    analysis = store_analysis(dsn, database=process.clickhouse.database, home=process.home)
     _rt = _Runtime(KubeClient.from_config(), process.operator, process.kafka.bootstrap_servers,
-                   ThreadPoolExecutor(4, thread_name_prefix="tp-fanout"))  # fmt: skip
+                   ThreadPoolExecutor(4, thread_name_prefix="tp-fanout"), analysis)  # fmt: skip
     log.info("tradeplane operator configured (workload image %s)", process.operator.image)
 
 
@@ -164,8 +172,10 @@ def modelversion_changed(body: kopf.Body, **_: Any) -> None:
     """The version's own children and status, then the strategies of its family (their desk config lists
     the family's versions)."""
     rt = _runtime()
-    _post(body, reconcile_modelversion(rt.kube, dict(body), settings=rt.settings, now=_now()).events)
     namespace, family = str(body["metadata"]["namespace"]), str(body["spec"]["model"])
+    with model_lock(namespace, str(body["metadata"]["name"])):
+        _post(body, reconcile_modelversion(rt.kube, dict(body), settings=rt.settings, now=_now()).events)
+        _rollout(body)  # a rollout-command annotation is an update: applied in this very pass
     _fan_out(strategies_of_family(rt.kube, namespace, family))
 
 
@@ -173,7 +183,30 @@ def modelversion_changed(body: kopf.Body, **_: Any) -> None:
 def modelversion_status(body: kopf.Body, **_: Any) -> None:
     """Status follows the RayJob / RayService, which KubeRay changes without telling us."""
     rt = _runtime()
-    _post(body, reconcile_modelversion(rt.kube, dict(body), settings=rt.settings, now=_now()).events)
+    with model_lock(str(body["metadata"]["namespace"]), str(body["metadata"]["name"])):
+        _post(body, reconcile_modelversion(rt.kube, dict(body), settings=rt.settings, now=_now()).events)
+
+
+@kopf.timer(GROUP, VERSION, "modelversions", interval=ROLLOUT_TICK_S, initial_delay=ROLLOUT_TICK_S)
+def modelversion_rollout(body: kopf.Body, **_: Any) -> None:
+    """The rollout's clock: a canary or shadow is advanced when its analysis or pause end is due (the
+    schedule is in its status, so a restarted operator resumes it), its drawdown guard on every tick."""
+    if not wants_pass(dict(body), utcnow()):
+        return
+    with model_lock(str(body["metadata"]["namespace"]), str(body["metadata"]["name"])):
+        _rollout(body)
+
+
+def _rollout(body: kopf.Body) -> None:
+    """One rollout pass (the caller holds the version's lock); the family's routes follow a status change."""
+    rt = _runtime()
+
+    def routes(namespace: str, family: str) -> list[tuple[str, str, str]]:
+        return reconcile_family(rt.kube, namespace, family, settings=rt.settings).events
+
+    result = reconcile_rollout(rt.kube, dict(body), analysis=rt.analysis, now=utcnow(), on_routes=routes)
+    if result.current is not None:
+        _post(result.current, result.events)
 
 
 @kopf.on.delete(GROUP, VERSION, "modelversions")

@@ -187,6 +187,15 @@ class KubeClient:
         )  # fmt: skip
         return patched
 
+    def patch(self, api_version: str, kind: str, namespace: str, name: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Merge-patch the object itself (e.g. remove an annotation with ``None``); never used for fields the
+        operator owns by server-side apply."""
+        patched: dict[str, Any] = self._request(
+            "PATCH", self._path(kind_of(api_version, kind), namespace, name), body=dict(body),
+            content_type="application/merge-patch+json",
+        )  # fmt: skip
+        return patched
+
     def served_versions(self, group: str) -> list[str]:
         """API versions the server serves for ``group`` (cached): e.g. whether ``policy/v1`` exists yet."""
         with self._lock:

@@ -29,6 +29,13 @@ HTTP_PORT: Final = 8080
 DESK_DIR: Final = "/etc/tradeplane/desk"
 #: The tradeplane home in pods: model artifacts (``local://`` URIs), spill segments.
 HOME_DIR: Final = "/var/lib/tradeplane"
+#: Where decide finds each family's routes: ``<ROUTES_DIR>/<family>/routes.json`` (the ``<family>-routes``
+#: ConfigMap, an optional projected volume; workloads/decide/routes.py has the same default, a test keeps them equal).
+ROUTES_DIR: Final = "/etc/tradeplane/routes"
+#: The manual rollout command on a ModelVersion (promote | abort | retry) and who gave it; the operator
+#: applies it once and removes both (``tradeplane rollout promote|abort|retry`` sets them).
+ROLLOUT_COMMAND: Final = f"{GROUP}/rollout-command"
+ROLLOUT_COMMAND_BY: Final = f"{GROUP}/rollout-command-by"
 
 
 def common_labels() -> dict[str, str]:
@@ -89,6 +96,17 @@ def model_selector(family: str) -> dict[str, str]:
 def rayservice_name(family: str) -> str:
     """One RayService per model family; KubeRay names its head service ``<name>-head-svc``."""
     return f"{family}-serve"
+
+
+def serve_url_template(ray_namespace: str) -> str:
+    """decide's ``serve_url_template``: the HTTP proxy Service KubeRay creates for a family's RayService
+    (``<rayservice>-serve-svc``, port 8000), ``{family}`` left for decide to fill per family."""
+    return f"http://{rayservice_name('{family}')}-serve-svc.{ray_namespace}.svc:8000"
+
+
+def routes_config_map_name(family: str) -> str:
+    """The family's routes (weights and roles) for the in-process scorers: ``<family>-routes``."""
+    return f"{family}-routes"
 
 
 def rayjob_name(model_version: str) -> str:

@@ -28,3 +28,11 @@ CREATED: Final = "Created"  #: a child was created
 UPDATED: Final = "Updated"  #: a child was brought back to the rendered spec (spec change or drift)
 DELETED: Final = "Deleted"  #: a child that is no longer rendered was deleted
 CONFIG_CHANGED: Final = "ConfigChanged"  #: the rendered config revision changed (rolling restart)
+
+# Rollouts (conditions of a ModelVersion in a rollout phase; the transitions' own events come from
+# engine/rollout: RolloutStarted, StepAdvanced, AnalysisPassed/Failed/Inconclusive, Promoted, RolledBack, …).
+ROLLOUT_PROGRESSING: Final = "RolloutProgressing"  #: a canary or shadow under analysis
+ROLLOUT_PROMOTED: Final = "Promoted"  #: the candidate is (or was) the family's stable
+ROLLOUT_ROLLED_BACK: Final = "RolledBack"  #: the candidate lost its traffic (analysis, guard or abort)
+ROLLOUT_COMMAND_INVALID: Final = "RolloutCommandInvalid"  #: the rollout-command annotation is not a command
+ROUTES_CHANGED: Final = "RoutesChanged"  #: the family's routes (weights/roles) changed

@@ -101,9 +101,19 @@ class OperatorSettings(_Section):
     )
     clickhouse_dsn_key: str = Field(default="dsn", description="Key of the DSN in that Secret.")
     ray_namespace: str = Field(default="", description="Namespace of RayService/RayJob objects ('' = the owner's).")
+    binance_secret: str = Field(default="binance-credentials", description="Secret with `apiKey` and `apiSecret` "
+                                "for live strategies' execute (paper strategies never get it).")  # fmt: skip
+    binance_testnet: bool = Field(default=True, description="Live execute talks to Binance's testnet; false = "
+                                  "real money (with spec.mode: live).")  # fmt: skip
     models_pvc: str = Field(default="", description="PVC mounted as the model home ('' = an emptyDir).")
     resync_seconds: float = Field(
         default=30.0, gt=0, description="Every object is reconciled at least this often (repairs drift)."
+    )
+    rollout_tick_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        description="How often rolled-out ModelVersions are checked for a due analysis, a "
+        "pause end or a command; bounds how late a rollout step is (docs/rollouts.md).",
     )
 
 

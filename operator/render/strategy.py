@@ -16,7 +16,7 @@ from typing import Any, Final
 import yaml
 
 from ...api.v1alpha1 import API_VERSION
-from ...api.v1alpha1.strategy import market_data_venue
+from ...api.v1alpha1.strategy import FeatureSpec, market_data_venue
 from ...settings import OperatorSettings
 from .. import naming, reasons
 from .common import (
@@ -218,12 +218,16 @@ def _options(strategy: Mapping[str, Any], workload: str, settings: OperatorSetti
             opts["OPEN_INTEREST_POLL_S"] = "60" if oi else "0"
         return opts
     if workload == "decide":
+        # Serve is asked only for families with a rayserve version (decide builds those clients lazily)
+        ray_ns = settings.ray_namespace or strategy["metadata"]["namespace"]
         return {"MANIFESTS": naming.DESK_DIR, "ACCOUNT": account, "HOME": naming.HOME_DIR, "RUN_ID": name,
-                "REPORT_STATUS_S": str(REPORT_STATUS_S)}  # fmt: skip
+                "REPORT_STATUS_S": str(REPORT_STATUS_S),
+                "SERVE_URL_TEMPLATE": naming.serve_url_template(ray_ns)}  # fmt: skip
     if workload == "execute":
         return {"MANIFESTS": naming.DESK_DIR, "ACCOUNT": account}
+    bucket = spec.get("features", {}).get("volumeBucketUsdt", FeatureSpec.model_fields["volume_bucket_usdt"].default)
     opts = {"GROUP": f"tradeplane-sink-{name}", "TOPICS": sink_topics(strategy), "RUN_ID": name,
-            "SPILL_DIR": f"{naming.HOME_DIR}/sink"}  # fmt: skip
+            "SPILL_DIR": f"{naming.HOME_DIR}/sink", "VBUCKET_QUOTE": repr(float(bucket))}  # fmt: skip
     opts["STORE"] = "server" if settings.clickhouse_dsn_secret else "chdb"
     if not settings.clickhouse_dsn_secret:
         opts["CHDB_PATH"] = f"{naming.HOME_DIR}/store"
@@ -247,11 +251,27 @@ def _env(
     env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in plain.items()]
     # the pod's namespace: where decide reports into the Strategy's status
     env.append({"name": "TRADEPLANE_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}})
+    if workload == "execute" and strategy["spec"].get("mode") == "live":
+        # only a live strategy's execute holds the keys; the testnet switch is the operator's, not the desk's
+        env.append({"name": "TRADEPLANE_BINANCE__TESTNET", "value": str(settings.binance_testnet).lower()})
+        for var, key in (("BINANCE_API_KEY", "apiKey"), ("BINANCE_API_SECRET", "apiSecret")):
+            env.append({"name": var, "valueFrom": {"secretKeyRef": {"name": settings.binance_secret, "key": key}}})
     if workload == "sink" and settings.clickhouse_dsn_secret:
         ref = {"name": settings.clickhouse_dsn_secret, "key": settings.clickhouse_dsn_key}
         env.append({"name": "TRADEPLANE_STORE", "value": "clickhouse"})
         env.append({"name": "TRADEPLANE_CLICKHOUSE__DSN", "valueFrom": {"secretKeyRef": ref}})
     return env
+
+
+def routes_volume(families: Sequence[str]) -> dict[str, Any]:
+    """decide's view of its families' routes: each ``<family>-routes`` ConfigMap at ``<family>/routes.json``
+    under naming.ROUTES_DIR. Optional, so decide starts before a family has routes; and not part of the desk
+    config-rev (only the ConfigMaps' *names* are in the pod template), so a weight change reaches the running
+    pod through the kubelet's volume refresh, never as a restart."""
+    sources = [{"configMap": {"name": naming.routes_config_map_name(f), "optional": True,
+                              "items": [{"key": "routes.json", "path": f"{f}/routes.json"}]}}
+               for f in families]  # fmt: skip
+    return {"name": "routes", "projected": {"sources": sources}}
 
 
 def _probe(path: str, *, period: int, failures: int) -> dict[str, Any]:
@@ -279,6 +299,9 @@ def _deployment(
     if workload in ("decide", "execute"):
         mounts.append({"name": "desk", "mountPath": naming.DESK_DIR, "readOnly": True})
         volumes.append({"name": "desk", "configMap": {"name": naming.config_map_name(name)}})
+    if workload == "decide":
+        mounts.append({"name": "routes", "mountPath": naming.ROUTES_DIR, "readOnly": True})
+        volumes.append(routes_volume(model_families(strategy)))
     container = {
         "name": workload,
         "image": settings.image,

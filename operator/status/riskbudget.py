@@ -23,8 +23,9 @@ def charged(budget_name: str, strategies: Sequence[Mapping[str, Any]]) -> list[M
 
 def usage(strategies: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Gross notional, futures margin (notional / leverage) and spot quote over every reported position, and
-    the summed PnL. Drawdown, order rate and loss streaks are not in the strategies' status: reported as 0."""
-    gross = margin = spot = pnl = 0.0
+    the summed PnL; drawdown is the worst of the strategies' accounts (each desk reports its own). Order rate and
+    loss streaks are not in the strategies' status: reported as 0."""
+    gross = margin = spot = pnl = drawdown = 0.0
     for s in strategies:
         spec, status = s.get("spec", {}), s.get("status") or {}
         leverage = max(1, int(spec.get("sizing", {}).get("leverage", 1)))
@@ -37,8 +38,9 @@ def usage(strategies: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
                 margin += notional / leverage
         money = status.get("pnl") or {}
         pnl += float(money.get("realizedUsdt", 0.0)) + float(money.get("unrealizedUsdt", 0.0))
+        drawdown = max(drawdown, float(money.get("drawdownPct", 0.0)))
     return {"grossNotionalUsdt": round(gross, 6), "futuresMarginUsdt": round(margin, 6),
-            "spotQuoteUsdt": round(spot, 6), "dailyPnlUsdt": round(pnl, 6), "drawdownPct": 0.0,
+            "spotQuoteUsdt": round(spot, 6), "dailyPnlUsdt": round(pnl, 6), "drawdownPct": round(drawdown, 6),
             "ordersLastMinute": 0, "consecutiveLosses": 0}  # fmt: skip
 
 

@@ -22,7 +22,7 @@ import yaml
 from tests.services import KubernetesCluster
 from tests.services.kubernetes import TOOLS_BIN_DIR
 from tradeplane.operator import naming
-from tradeplane.settings import ENV_PREFIX, load_settings
+from tradeplane.settings import ENV_PREFIX, OperatorSettings, load_settings
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "tradeplane"
@@ -138,11 +138,17 @@ def test_operator_is_on_by_default_with_the_cli_args_env_and_probes() -> None:
         "TRADEPLANE_OPERATOR__RAY_IMAGE": "",
         "TRADEPLANE_OPERATOR__MODELS_PVC": "",
         "TRADEPLANE_OPERATOR__RESYNC_SECONDS": "30",
+        "TRADEPLANE_OPERATOR__BINANCE_SECRET": "binance-credentials",
+        "TRADEPLANE_OPERATOR__BINANCE_TESTNET": "true",
+        "TRADEPLANE_HOME": "/var/lib/tradeplane",
     }
+    # every operator variable the chart sets is a setting the operator reads (a typo would be ignored silently)
+    fields = set(OperatorSettings.model_fields)
+    assert {k.removeprefix("TRADEPLANE_OPERATOR__").lower() for k in _env(deploy) if "OPERATOR__" in k} <= fields
     assert not [d for d in docs if d["kind"] in {"KopfPeering", "ServiceMonitor", "ConfigMap"}]
 
 
-def test_operator_pod_is_non_root_with_a_read_only_root_filesystem_and_never_sees_the_dsn() -> None:
+def test_operator_pod_is_non_root_with_a_read_only_root_filesystem_and_gets_the_dsn_only_by_reference() -> None:
     docs = _render("clickhouse.dsnSecret.name=ch", "clickhouse.dsnSecret.key=url")
     deploy = _one(docs, "Deployment")
     pod = deploy["spec"]["template"]["spec"]
@@ -152,12 +158,21 @@ def test_operator_pod_is_non_root_with_a_read_only_root_filesystem_and_never_see
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
     assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
     assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
-    # The operator only names the Secret; the sink pods it renders get the secretKeyRef.
+    # The operator names the Secret for the sinks, and reads the DSN itself (rollout analysis) only through a
+    # secretKeyRef the kubelet resolves: never a value in the manifest, no RBAC on Secrets.
     env = _env(deploy)
     assert env["TRADEPLANE_OPERATOR__CLICKHOUSE_DSN_SECRET"] == "ch"
     assert env["TRADEPLANE_OPERATOR__CLICKHOUSE_DSN_KEY"] == "url"
-    assert "secretKeyRef" not in json.dumps(deploy)
-    assert not [e for e in container["env"] if e["name"] == "TRADEPLANE_CLICKHOUSE__DSN"]
+    (dsn,) = [e for e in container["env"] if e["name"] == "TRADEPLANE_CLICKHOUSE__DSN"]
+    assert dsn == {"name": "TRADEPLANE_CLICKHOUSE__DSN", "valueFrom": {"secretKeyRef": {"name": "ch", "key": "url"}}}
+    assert "value" not in dsn
+    models = _one(_render("models.pvc=tp-models"), "Deployment")["spec"]["template"]["spec"]
+    assert {"name": "models", "persistentVolumeClaim": {"claimName": "tp-models", "readOnly": True}} in models[
+        "volumes"
+    ]
+    assert {"name": "models", "mountPath": "/var/lib/tradeplane", "readOnly": True} in models["containers"][0][
+        "volumeMounts"
+    ]
     assert not [d for d in _render("operator.enabled=false") if d["kind"] == "Deployment"]
 
 

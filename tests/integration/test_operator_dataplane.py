@@ -151,7 +151,8 @@ def test_the_rendered_workloads_run_and_signals_reach_clickhouse(
         reported = get(cluster, ns, "strategy", STRATEGY)["status"]
         last = signal_from_proto(bytes(signals[-1].value))
         assert reported["lastSignal"]["id"] == last.id and reported["lastSignal"]["symbol"] == "BTCUSDT"
-        assert set(reported["pnl"]) == {"realizedUsdt", "unrealizedUsdt"}
+        assert set(reported["pnl"]) == {"realizedUsdt", "unrealizedUsdt", "drawdownPct"}  # kept by the schema
+        assert reported["pnl"]["drawdownPct"] >= 0
     finally:
         for p in started:
             p.stop()

@@ -16,6 +16,7 @@ from .config_cmd import config_app
 from .crds_cmd import crds
 from .operator_cmd import operator
 from .replay_cmd import replay
+from .rollout_cmd import rollout_app
 from .run_cmd import demo, run
 from .train_cmd import train
 from .validate_cmd import validate
@@ -39,6 +40,7 @@ app.command("demo")(demo)
 app.command("workload")(workload)
 app.command("operator")(operator)
 app.add_typer(config_app, name="config")
+app.add_typer(rollout_app, name="rollout")
 
 
 def _print_version(value: bool) -> None:

@@ -30,11 +30,14 @@ class StatusBook:
     strategy: str
     trades: dict[str, dict[str, Any]] = field(default_factory=dict)
     last_signal: dict[str, Any] | None = None
+    drawdown_pct: float = 0.0  #: the account's equity below its running peak (a cluster desk: one account)
 
     def observe(self, batch: Outbox) -> None:
         for row in batch.positions:
             if row.get("strategy") == self.strategy:
                 self.trades[str(row["intent_id"])] = row
+        if batch.equity:  # the account's rows (strategy ""): what the RiskBudget's drawdown guard reads
+            self.drawdown_pct = float(batch.equity[-1]["drawdown_pct"])
         mine = [s for s in batch.signals if s.strategy == self.strategy]
         if mine:
             s = mine[-1]
@@ -59,7 +62,8 @@ class StatusBook:
             acc[1] += qty * entry
         positions = [{"symbol": sym, "quantity": round(q, 12), "averageEntry": round(n / q, 8) if q else None,
                       "notionalUsdt": round(abs(n), 6)} for sym, (q, n) in sorted(net.items())]  # fmt: skip
-        pnl = {"realizedUsdt": round(realized, 6), "unrealizedUsdt": round(unrealized, 6)}
+        pnl = {"realizedUsdt": round(realized, 6), "unrealizedUsdt": round(unrealized, 6),
+               "drawdownPct": round(max(0.0, self.drawdown_pct), 6)}  # fmt: skip
         out: dict[str, Any] = {"positions": positions, "pnl": pnl}
         if self.last_signal is not None:
             out["lastSignal"] = self.last_signal

@@ -17,7 +17,7 @@ import yaml
 
 from tradeplane.api.v1alpha1 import ModelVersionSpec
 from tradeplane.cli import app as cli_app
-from tradeplane.operator.naming import CONFIG_REV, HOME_DIR
+from tradeplane.operator.naming import CONFIG_REV, HOME_DIR, serve_url_template
 from tradeplane.operator.render.common import canonical_hash
 from tradeplane.operator.render.modelversion import (
     OBJECT_STORE_BYTES,
@@ -28,6 +28,7 @@ from tradeplane.operator.render.modelversion import (
     served_versions,
     training_command,
 )
+from tradeplane.workloads.decide.serving import family_url
 from tradeplane.workloads.serve.config import ServeConfigError, build_family_apps, build_serve_config
 
 REPO = Path(__file__).resolve().parents[3]
@@ -156,6 +157,18 @@ def test_serve_config_is_the_serve_builders_output(variant: str) -> None:
         assert routes["ofi-lgbm-v1"] == {"role": "stable", "weight": 0.0}
     for app in config["applications"]:
         assert app["args"]["home"] == HOME_DIR  # local:// artifacts resolve on the home volume
+
+
+def test_decide_reaches_the_rendered_rayservice_router() -> None:
+    """decide's Serve URL (from the template the Strategy renderer gives it) must name the Service KubeRay makes
+    for this RayService (``<name>-serve-svc``, port 8000) and the router application's route prefix."""
+    rs = render(FAMILIES["examples"][0])
+    assert rs is not None
+    config = yaml.safe_load(rs["spec"]["serveConfigV2"])
+    (router,) = [a for a in config["applications"] if a["name"] == FAMILY]
+    url = family_url(serve_url_template(NS), FAMILY)
+    assert url == f"http://{rs['metadata']['name']}-serve-svc.{NS}.svc:8000{router['route_prefix']}"
+    assert config["http_options"]["port"] == 8000
 
 
 @pytest.mark.parametrize("variant", ["examples", "both-rayserve"])

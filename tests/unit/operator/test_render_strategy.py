@@ -24,12 +24,13 @@ from tradeplane.operator import naming, reasons
 from tradeplane.operator.naming import CONFIG_REV
 from tradeplane.operator.render.common import canonical_hash
 from tradeplane.operator.render.strategy import StrategyPlan, render_strategy
-from tradeplane.settings import OperatorSettings
+from tradeplane.settings import OperatorSettings, Settings
 from tradeplane.workloads.bus import topics
 from tradeplane.workloads.bus.kafka import subscription_for
 from tradeplane.workloads.decide.main import DecideOptions
 from tradeplane.workloads.execute.main import ExecuteOptions
 from tradeplane.workloads.ingest.main import IngestOptions, ingest_config
+from tradeplane.workloads.live.execute_options import LiveExecuteOptions, binance_config
 from tradeplane.workloads.local.manifests import load_desk
 from tradeplane.workloads.sink.options import STORED_PATTERN, SinkOptions
 
@@ -436,7 +437,8 @@ def test_a_depth_speed_the_venue_does_not_offer_is_refused_with_the_field(venue:
 def test_decide_and_execute_options(name: str) -> None:
     deps = deployments(render(strategy(name)))
     assert options(deps["decide"]) == {"MANIFESTS": "/etc/tradeplane/desk", "ACCOUNT": name,
-                                       "HOME": "/var/lib/tradeplane", "RUN_ID": name, "REPORT_STATUS_S": "5"}  # fmt: skip
+                                       "HOME": "/var/lib/tradeplane", "RUN_ID": name, "REPORT_STATUS_S": "5",
+                                       "SERVE_URL_TEMPLATE": "http://{family}-serve-serve-svc.desk.svc:8000"}  # fmt: skip
     assert options(deps["execute"]) == {"MANIFESTS": "/etc/tradeplane/desk", "ACCOUNT": name}
     decide = DecideOptions.model_validate(parsed_options(deps["decide"]))
     execute = ExecuteOptions.model_validate(parsed_options(deps["execute"]))
@@ -497,9 +499,16 @@ def test_sink_store_chdb_without_a_secret() -> None:
     opts = options(deps["sink"])
     assert opts == {"GROUP": "tradeplane-sink-usdm-btc", "TOPICS": opts["TOPICS"], "RUN_ID": "usdm-btc",
                     "SPILL_DIR": "/var/lib/tradeplane/sink", "STORE": "chdb",
-                    "CHDB_PATH": "/var/lib/tradeplane/store"}  # fmt: skip
+                    "CHDB_PATH": "/var/lib/tradeplane/store", "VBUCKET_QUOTE": "500000.0"}  # fmt: skip
     sink = SinkOptions.model_validate(parsed_options(deps["sink"]))
     assert sink.store == "chdb"
+    # the sink's volume buckets are the strategy's own (examples/21: volumeBucketUsdt 500000); spot-majors
+    # leaves the field out, so the API's default applies
+    assert sink.vbucket_quote == 500_000.0
+    spot = SinkOptions.model_validate(parsed_options(deployments(render(strategy("spot-majors")))["sink"]))
+    assert (
+        spot.vbucket_quote == StrategySpec.model_validate(strategy("spot-majors")["spec"]).features.volume_bucket_usdt
+    )
     for w, dep in deps.items():
         e = env(dep)
         assert "TRADEPLANE_CLICKHOUSE__DSN" not in e, w
@@ -815,3 +824,28 @@ def test_admission(case: Case) -> None:
         assert {w: d["spec"]["replicas"] for w, d in deployments(plan).items()} == case.replicas
     riskbudget = desk_docs(plan, "riskbudget.yaml")[0]
     assert riskbudget["spec"]["halt"] is bool(case.budget_spec.get("halt"))
+
+
+def test_only_a_live_strategys_execute_gets_the_binance_keys_and_they_reach_the_adapter_config() -> None:
+    live = edited(strategy("usdm-btc"), lambda spec: spec.update(mode="live"))
+    settings = OperatorSettings(binance_secret="desk-keys")
+    deps = deployments(render(live, settings=settings))
+    e = env(deps["execute"])
+    assert e["BINANCE_API_KEY"] == {"secretKeyRef": {"name": "desk-keys", "key": "apiKey"}}
+    assert e["BINANCE_API_SECRET"] == {"secretKeyRef": {"name": "desk-keys", "key": "apiSecret"}}
+    assert e["TRADEPLANE_BINANCE__TESTNET"] == "true"  # real money needs the operator's explicit switch
+    for w in ("ingest", "decide", "sink"):
+        assert not {"BINANCE_API_KEY", "BINANCE_API_SECRET"} & set(env(deps[w])), w
+    for name in STRATEGY_FILES:  # paper strategies: no keys at all
+        assert "BINANCE_API_KEY" not in env(deployments(render(strategy(name)))["execute"]), name
+    # the names are the ones live execute reads: resolve the refs as the kubelet would and build its config
+    pod_env = {k: ("k3y" if isinstance(v, dict) and v["secretKeyRef"]["key"] == "apiKey" else
+                   "s3cret" if isinstance(v, dict) and "secretKeyRef" in v else v)
+               for k, v in e.items() if not (isinstance(v, dict) and "fieldRef" in v)}  # fmt: skip
+    opts = LiveExecuteOptions.model_validate(parsed_options(deps["execute"]))
+    cfg = binance_config(opts, Settings(binance={"testnet": pod_env["TRADEPLANE_BINANCE__TESTNET"]}), "binance-usdm",
+                         ("BTCUSDT",), env=pod_env)  # fmt: skip
+    assert (cfg.api_key, cfg.api_secret) == ("k3y", "s3cret")
+    assert "testnet" in cfg.base_url
+    real = env(deployments(render(live, settings=OperatorSettings(binance_testnet=False)))["execute"])
+    assert real["TRADEPLANE_BINANCE__TESTNET"] == "false"

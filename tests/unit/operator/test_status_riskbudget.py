@@ -63,8 +63,10 @@ def usdm(name: str = "usdm-btc", *, ref: str = "desk-default", positions: list[O
 def expected_usage(strategies: list[Obj]) -> Obj:
     """The aggregation, written out independently of the module."""
     gross = margin = spot_quote = pnl = 0.0
+    drawdowns = [0.0]
     for s in strategies:
         status = s.get("status") or {}
+        drawdowns.append((status.get("pnl") or {}).get("drawdownPct", 0.0))
         lev = s["spec"].get("sizing", {}).get("leverage", 1)
         for p in status.get("positions", []):
             n = abs(p.get("notionalUsdt", 0.0))
@@ -75,7 +77,7 @@ def expected_usage(strategies: list[Obj]) -> Obj:
                 margin += n / lev
         pnl += (status.get("pnl") or {}).get("realizedUsdt", 0.0) + (status.get("pnl") or {}).get("unrealizedUsdt", 0.0)
     return {"grossNotionalUsdt": gross, "futuresMarginUsdt": margin, "spotQuoteUsdt": spot_quote,
-            "dailyPnlUsdt": pnl, "drawdownPct": 0.0, "ordersLastMinute": 0, "consecutiveLosses": 0}  # fmt: skip
+            "dailyPnlUsdt": pnl, "drawdownPct": max(drawdowns), "ordersLastMinute": 0, "consecutiveLosses": 0}  # fmt: skip
 
 
 def close(actual: Obj, expected: Obj) -> bool:
@@ -115,6 +117,7 @@ USAGE: dict[str, list[Obj]] = {
              pnl={"realizedUsdt": 1.0}),
     ],
     "pnl-only": [spot(pnl={"realizedUsdt": -100.0, "unrealizedUsdt": -20.0}), usdm(pnl={"unrealizedUsdt": 30.0})],
+    "drawdown-is-the-worst-account": [spot(pnl={"drawdownPct": 2.5}), usdm(pnl={"drawdownPct": 7.25}), usdm("x")],
     "notional-missing-is-zero": [usdm(positions=[{"symbol": "BTCUSDT", "quantity": 0.0}])],
 }  # fmt: skip
 

@@ -33,8 +33,20 @@ def test_positions_are_net_per_symbol_over_open_trades_and_pnl_sums_every_trade(
     assert btc["symbol"] == "BTCUSDT" and btc["quantity"] == pytest.approx(0.03)
     assert btc["notionalUsdt"] == pytest.approx(0.01 * 60_000 + 0.02 * 61_000)
     assert btc["averageEntry"] == pytest.approx((600 + 1_220) / 0.03)
-    assert status["pnl"] == {"realizedUsdt": -4.0, "unrealizedUsdt": 1.0}
+    assert status["pnl"] == {"realizedUsdt": -4.0, "unrealizedUsdt": 1.0, "drawdownPct": 0.0}
     assert "lastSignal" not in status
+
+
+def test_the_accounts_latest_drawdown_is_reported() -> None:
+    """The desk's equity rows (account level) carry the drawdown from the running peak: the latest one is what
+    the RiskBudget's usage (and a canary's drawdown guard) reads."""
+    book = StatusBook("s1")
+    equity = [{"budget": "", "strategy": "", "ts": t, "equity": e, "drawdown_pct": d}
+              for t, e, d in ((1, 100.0, 0.0), (2, 90.0, 10.0), (3, 95.0, 5.0))]  # fmt: skip
+    book.observe(Outbox(equity=equity[:2]))
+    assert book.status()["pnl"]["drawdownPct"] == 10.0
+    book.observe(Outbox(equity=equity[2:]))
+    assert book.status()["pnl"]["drawdownPct"] == 5.0
 
 
 def test_the_last_signal_of_the_strategy_is_reported_without_a_missing_score() -> None:

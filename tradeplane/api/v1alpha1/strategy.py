@@ -329,6 +329,7 @@ class SymbolPosition(ApiModel):
 class PnlStatus(ApiModel):
     realized_usdt: float = Field(default=0.0, description="Realized PnL net of fees and funding (USDT).")
     unrealized_usdt: float = Field(default=0.0, description="Unrealized PnL at mark (USDT).")
+    drawdown_pct: float = Field(default=0.0, ge=0, description="Account equity below its running peak (percent).")
 
 
 class LastSignal(ApiModel):
