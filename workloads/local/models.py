@@ -53,6 +53,7 @@ class FamilyModels:
     artifacts: dict[str, str]
     roles: dict[str, str]
     contributions: Contributions | None = None
+    models: tuple[RoutedModel, ...] = ()  #: what the router was built from (a promotion rebuilds it)
 
 
 def contributions_of(path: Path) -> Contributions | None:
@@ -151,7 +152,7 @@ def load_family(family: str, versions: dict[str, ModelVersionSpec], home: Path, 
         roles[name] = role
     if not stable_names:
         raise ManifestError(f"model family {family!r}: no ModelVersion with rollout.strategy immediate (stable)")
-    return FamilyModels(ModelRouter(models), stable_names, artifacts, roles, contributions)
+    return FamilyModels(ModelRouter(models), stable_names, artifacts, roles, contributions, tuple(models))
 
 
 def load_families(models: dict[str, ModelVersionSpec], families: set[str], home: Path, *,
