@@ -114,29 +114,20 @@ class _Judge:
 
     def ceiling(self, metric: str, cand: float, stable: float | None, limit: float | None, unit: str = "") -> None:
         """Candidate must be ≤ limit."""
-        if limit is None:
-            self.info(metric, cand, stable, unit)
-            return
-        ok = bool(cand <= limit)
-        rel = "≤" if ok else ">"
-        self.results.append(
-            MetricResult(
-                metric,
-                _num(cand),
-                _num(stable) if stable is not None else None,
-                limit,
-                ok,
-                f"{metric} {_fmt(cand)}{unit} {rel} ceiling {_fmt(limit)}{unit} (stable {_fmt(stable)}{unit})",
-            )
-        )
+        self._bound(metric, cand, stable, limit, unit, upper=True)
 
     def floor(self, metric: str, cand: float, stable: float | None, limit: float | None, unit: str = "") -> None:
         """Candidate must be ≥ limit."""
+        self._bound(metric, cand, stable, limit, unit, upper=False)
+
+    def _bound(self, metric: str, cand: float, stable: float | None, limit: float | None, unit: str, *,
+               upper: bool) -> None:  # fmt: skip
         if limit is None:
             self.info(metric, cand, stable, unit)
             return
-        ok = bool(cand >= limit)
-        rel = "≥" if ok else "<"
+        ok = bool(cand <= limit) if upper else bool(cand >= limit)
+        rel = ("≤" if ok else ">") if upper else ("≥" if ok else "<")
+        kind = "ceiling" if upper else "floor"
         self.results.append(
             MetricResult(
                 metric,
@@ -144,7 +135,7 @@ class _Judge:
                 _num(stable) if stable is not None else None,
                 limit,
                 ok,
-                f"{metric} {_fmt(cand)}{unit} {rel} floor {_fmt(limit)}{unit} (stable {_fmt(stable)}{unit})",
+                f"{metric} {_fmt(cand)}{unit} {rel} {kind} {_fmt(limit)}{unit} (stable {_fmt(stable)}{unit})",
             )
         )
 

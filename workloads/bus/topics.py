@@ -27,6 +27,7 @@ venue names all are), and the whole name stays under Kafka's 249-character limit
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Final
 
 MD: Final = "md"
@@ -67,6 +68,13 @@ def _part(kind: str, value: str) -> str:
 def md_topic(venue: str, symbol: str) -> str:
     """``md.<venue>.<symbol>``, e.g. ``md.binance-usdm.BTCUSDT``."""
     return f"{MD}.{_part('venue', venue)}.{_part('symbol', symbol)}"
+
+
+def md_pattern(venues: Iterable[str]) -> str:
+    """The subscription of a consumer of these market-data venues: ``md.<venue>.*`` for one venue (the desk's
+    usual case: fewer topics to match), ``md.*`` for several."""
+    distinct = set(venues)
+    return f"{MD}.{_part('venue', distinct.pop())}.*" if len(distinct) == 1 else f"{MD}.*"
 
 
 def signals_topic(strategy: str) -> str:

@@ -34,7 +34,7 @@ from ...settings import Settings
 from ..bus.dedup import SequenceFilter
 from ..bus.kafka import KafkaConsumer
 from ..bus.mdbatch import MdBatchError, decode_md_batch
-from ..bus.topics import MD, orders_topic, venue_topic
+from ..bus.topics import md_pattern, orders_topic, venue_topic
 from ..local.manifests import load_desk
 from ..local.runner import desk_instruments, venue_config
 from ..paper.feed import MarketFeed
@@ -71,8 +71,7 @@ def setup(service: WorkloadService, settings: Settings) -> LoopStep:
     feed = MarketFeed({(market_data_venue(i.venue), i.symbol): i.id for i in instruments},
                       min_feed_latency_ns=round(opts.min_feed_latency_ms * _MS),
                       start_wait_ns=round(opts.start_wait_ms * _MS))  # fmt: skip
-    venues = {market_data_venue(i.venue) for i in instruments}
-    pattern = f"{MD}.{venues.pop()}.*" if len(venues) == 1 else f"{MD}.*"
+    pattern = md_pattern(market_data_venue(i.venue) for i in instruments)
     bus = lockstep_bus(settings, opts, "execute", service.registry)
     md: KafkaConsumer = bus.consumer(pattern, max_queue=10_000, name=f"execute-{opts.account}-md")
     answers: KafkaConsumer = bus.consumer(orders_topic(opts.account), max_queue=1_000,

@@ -34,7 +34,7 @@ from ..bus.dedup import SequenceFilter
 from ..bus.kafka import KafkaConsumer
 from ..bus.mdbatch import MdBatchError, decode_md_batch
 from ..bus.outbox import outbox_messages
-from ..bus.topics import MD, orders_topic, venue_topic
+from ..bus.topics import md_pattern, orders_topic, venue_topic
 from ..decide.main import DecideOptions, _final_report, _Sequencer, serve_clients
 from ..decide.report import StatusBook, StatusReporter
 from ..decide.routes import desk_routes
@@ -97,8 +97,7 @@ def setup_live(service: WorkloadService, settings: Settings, opts: LiveDecideOpt
     inbox = VenueReports(session, ctx)
     feed = LiveFeed({(market_data_venue(i.venue), i.symbol): i.id for i in instruments},
                     max_wait_ns=round(opts.max_wait_ms * _MS))  # fmt: skip
-    venues = {market_data_venue(i.venue) for i in instruments}
-    pattern = f"{MD}.{venues.pop()}.*" if len(venues) == 1 else f"{MD}.*"
+    pattern = md_pattern(market_data_venue(i.venue) for i in instruments)
     bus = lockstep_bus(settings, opts, "decide", service.registry)
     md: KafkaConsumer = bus.consumer(pattern, max_queue=10_000, name=f"decide-{opts.account}-md")
     reports_in: KafkaConsumer = bus.consumer(venue_topic(opts.account), max_queue=1_000,

@@ -40,7 +40,7 @@ from ...settings import Settings, SettingsError
 from ..bus.dedup import SequenceFilter
 from ..bus.kafka import KafkaBus, KafkaConsumer
 from ..bus.mdbatch import MdBatchError, decode_md_batch
-from ..bus.topics import MD, orders_topic, venue_topic
+from ..bus.topics import md_pattern, orders_topic, venue_topic
 from ..local.manifests import ManifestError, load_desk, trading_mode
 from ..local.runner import desk_instruments, venue_config
 from ..paper.options import PaperDeskOptions, bus_check, lockstep_bus
@@ -113,8 +113,7 @@ class LiveExecuteRunner:
         self.state = LiveExecution(opts.account, self.symbols, ticks, lots, portfolio, executor=cfg.executor,
                                    seed=opts.seed)  # fmt: skip
         self.touch = TouchBook({(market_data_venue(i.venue), i.symbol): i.id for i in instruments}, ticks)
-        md_venues = {market_data_venue(i.venue) for i in instruments}
-        pattern = f"{MD}.{md_venues.pop()}.*" if len(md_venues) == 1 else f"{MD}.*"
+        pattern = md_pattern(market_data_venue(i.venue) for i in instruments)
         self.bus: KafkaBus = lockstep_bus(settings, opts, "execute", service.registry)
         tag = secrets.token_hex(4)
         self.md: KafkaConsumer = self.bus.consumer(pattern, max_queue=10_000, name=f"execute-{opts.account}-md-{tag}",

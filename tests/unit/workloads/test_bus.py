@@ -323,3 +323,12 @@ def test_every_receiver_sees_exactly_its_topics_in_publish_order(topics: list[st
         offsets = [r.offset for r in pushed["*"] if r.topic == topic]
         assert offsets == list(range(topics.count(topic)))
         assert bus.end_offset(topic) == topics.count(topic)
+
+
+def test_md_pattern_names_the_one_venue_or_every_md_topic() -> None:
+    from tradeplane.workloads.bus.topics import md_pattern
+
+    assert md_pattern(["binance-usdm", "binance-usdm"]) == "md.binance-usdm.*"
+    assert md_pattern(["binance-usdm", "binance-spot"]) == "md.*"
+    with pytest.raises(ValueError, match="venue"):
+        md_pattern(["bad venue"])
