@@ -312,7 +312,14 @@ def test_batching_and_a_new_version_move_without_restart(served: App, family: Fa
         served.deploy({**family.specs, "v1": smaller, "v4": v4})
         assert _identities() == before
         assert _model_handle("v1").stats.remote().result(timeout_s=30)["max_batch_size"] == 4
-        got = served.handle.score("BTCUSDT", _features(_rows(1, seed=8)[0]))
+        # the router learns v4's handle at once, but its first call may miss the deadline on a loaded machine
+        # (a shadow miss is recorded as NaN, never raised): ask again until it answers, bounded
+        deadline = time.monotonic() + 60
+        while True:
+            got = served.handle.score("BTCUSDT", _features(_rows(1, seed=8)[0]))
+            if all(math.isfinite(p) for _, p in got.shadow) or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
         assert [v for v, _ in got.shadow] == ["v3", "v4"] and got.shadow[0][1] == pytest.approx(got.shadow[1][1])
     finally:
         served.deploy()  # v4 leaves, v1's batching is back
