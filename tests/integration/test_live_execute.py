@@ -15,13 +15,14 @@ import signal
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
 import pytest
 
-from tests.fixtures.binance_venue import FakeBinance, FixtureOrder, fake_binance
+from tests.fixtures.binance_venue import FakeBinance, FixtureOrder, Position, fake_binance
 from tradeplane.engine.runtime.instruments import instrument_table
 from tradeplane.engine.sim.executors import PARENT_FILLED
 from tradeplane.engine.sim.routing import Route, RoutingTable
@@ -31,10 +32,12 @@ from tradeplane.workloads.bus.topics import md_topic, orders_topic, venue_topic
 from tradeplane.workloads.live.execute_orders import client_order_id
 from tradeplane.workloads.local.source import capture_market
 from tradeplane.workloads.paper.protocol import (
+    ANNOUNCE_SESSION,
     Command,
     OrderCommands,
     StartParent,
     VenueStep,
+    decode_order_commands,
     decode_venue_step,
     encode_order_commands,
 )
@@ -96,7 +99,8 @@ class Desk:
         self.bus.ensure_topics([orders_topic(account), venue_topic(account), md_topic("binance-usdm", SYMBOL)])
         self.reports = self.bus.consumer(venue_topic(account), max_queue=10_000, name=f"it-{account}-venue",
                                          auto_offset_reset="earliest")  # fmt: skip
-        self.steps: list[VenueStep] = []
+        self.steps: list[VenueStep] = []  #: decide sessions' reports
+        self.announcements: list[VenueStep] = []  #: execute starts (session 0)
         self.md_seq = 0
 
     def send(self, session: int, seq: int, commands: list[Command]) -> None:
@@ -113,7 +117,8 @@ class Desk:
 
     def read(self) -> list[VenueStep]:
         for r in self.reports.fetch(1000, timeout=0.1):
-            self.steps.append(decode_venue_step(bytes(r.value)))
+            step = decode_venue_step(bytes(r.value))
+            (self.announcements if step.session == ANNOUNCE_SESSION else self.steps).append(step)
         return self.steps
 
     def close(self) -> None:
@@ -246,18 +251,73 @@ def test_restart_cancels_left_orders_and_a_seq_gap_exits_5(
         desk.send(s, 1, [StartParent(1, 0, 1, 0.003, "maker_then_taker", routing=RoutingTable((Route(0, 60e3),)))])
         left = client_order_id(account, s, 1)
         assert _until("the resting order", lambda: _orders(fake, left))[0].status == "NEW"
+        first = _until("the first execute's announcement", lambda: desk.read() is not None and desk.announcements)
+        assert len(first) == 1 and float(first[0].account["position"][0]) == 0.0  # the venue held nothing
         proc.stop()  # SIGKILL: a crash, nothing cancelled
         assert _orders(fake, left)[0].status == "NEW"
+        fake.positions[SYMBOL] = Position(qty=Decimal("-0.012"), entry=Decimal("59000.5"))  # e.g. a manual trade
         second, _ = _start(env, tmp_path, desk, md_events)
         assert _orders(fake, left)[0].status == "CANCELED"  # cancelled at start, before any command
         rec = next(json.loads(x) for x in second.lines if "cancelled orders left open at start" in x)
         assert rec["count"] == 1 and rec["orders"] == [left]
-        desk.send(s + 1, 1, [])
+        # the restarted execute announces itself with the account seeded from the venue, not flat
+        announced = _until("the second announcement", lambda: desk.read() is not None and desk.announcements[1:])
+        acct = announced[0].account
+        assert (float(acct["position"][0]), float(acct["entry_px"][0])) == (-0.012, 59000.5)
+        assert announced[0].now > first[0].now
+        desk.send(s + 1, 1, [])  # a decide session's hello: answered at once with the account
+        greeting = _until("the greeting", lambda: [st for st in desk.read() if st.session == s + 1])
+        assert greeting[0].seq == 1 and float(greeting[0].account["position"][0]) == -0.012
+        assert greeting[0].parents.shape[0] == 0 and greeting[0].fills.shape[0] == 0
         desk.send(s + 1, 3, [])  # seq 2 lost
         assert second.proc.wait(timeout=60) == 5
         assert "command message 3 after 1 (1 lost)" in "".join(second.lines)
     finally:
         for p in (proc, second):
+            if p is not None:
+                p.stop()
+        desk.close()
+
+
+def test_a_decide_session_started_before_execute_is_taken_with_the_venues_account(
+    kafka_broker: KafkaBroker, fake: FakeBinance, md_events: np.ndarray, trained: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """decide first (its hello goes out while no execute reads), execute later: execute's announcement makes
+    decide say the hello again, execute takes the session and greets it with the account seeded from the
+    venue (a short position held before either started), and decide applies that report."""
+    from tests.integration.test_dataplane_processes import _env as decide_env
+    from tests.integration.test_live_decide import live_manifests
+
+    home, all_manifests = trained
+    manifests = live_manifests(all_manifests)
+    account = f"live-{uuid.uuid4().hex[:8]}"
+    desk = Desk(kafka_broker.bootstrap_servers, account)
+    fake.positions[SYMBOL] = Position(qty=Decimal("-0.007"), entry=Decimal("60100"))
+    opts = {"manifests": [str(manifests)], "account": account, "home": str(home), "run_id": "hello-it"}
+    decide = WorkloadProcess(["decide", "--port", "0"], decide_env(kafka_broker.bootstrap_servers, opts), tmp_path)
+    execute: WorkloadProcess | None = None
+    try:
+        d_port = int(decide.wait_log("http endpoints listening", timeout=120)["port"])
+        session = int(decide.wait_log("live session started", timeout=120)["session"])
+        execute, _ = _start(_env(kafka_broker.bootstrap_servers, fake, manifests, account), tmp_path, desk, md_events)
+
+        def taken() -> str | None:
+            _, body = http(d_port, "/readyz")
+            reason = str(json.loads(body)["checks"]["desk"]["reason"])
+            return reason if "1 venue reports" in reason else None
+
+        assert "has not taken" not in _until("decide applied execute's greeting", taken, timeout=30)
+        steps = _until("the greeting", lambda: [st for st in desk.read() if st.session == session])
+        assert steps[0].seq == 1 and float(steps[0].account["position"][0]) == -0.007
+        assert float(steps[0].account["entry_px"][0]) == 60100.0
+        orders = desk.bus.consumer(orders_topic(account), max_queue=100, name=f"it-{account}-orders",
+                                   auto_offset_reset="earliest")  # fmt: skip
+        hellos: list[OrderCommands] = []
+        _until("both hellos", lambda: hellos.extend(decode_order_commands(r.value) for r in orders.fetch(100, timeout=0.5))
+               or len(hellos) >= 2)  # fmt: skip
+        assert len(hellos) >= 2 and all((h.session, h.seq, h.commands) == (session, 1, []) for h in hellos)
+    finally:
+        for p in (execute, decide):
             if p is not None:
                 p.stop()
         desk.close()

@@ -5,9 +5,10 @@ decision waits for the simulator's hold-back and a round trip (docs/benchmarks.m
 decide owns its clock: the md micro-batches are released in receive order up to the frontier as they
 arrive (:class:`~.market.LiveFeed`, no fixed hold-back), an order-less backtest loop keeps the book and the
 decision tick (:class:`~.market.MarketClock`), and the desk is called at each tick. Orders go out on
-``orders.<account>`` at once (``OrderCommands``, this session's ``seq`` 1, 2, …; never waiting for an
-answer); execute's reports come back on ``venue.<account>`` and reach the desk in its next call
-(:mod:`.decide_context`). The outbox is published exactly as in paper mode.
+``orders.<account>`` at once (``OrderCommands``; this session's ``seq`` 1 is the hello execute greets with the
+venue's account, then 2, 3, …; never waiting for an answer); execute's reports come back on
+``venue.<account>`` and reach the desk in its next call (:mod:`.decide_context`). The outbox is published
+exactly as in paper mode.
 
 Offsets of the md topics are committed after processing, at most every ``commit_every_s`` (the commit
 flushes the producer first, so what a batch produced is delivered before the batch is marked done). A
@@ -45,7 +46,7 @@ from ..paper.options import bus_check, lockstep_bus
 from ..paper.protocol import CancelParent, OrderCommands, ProtocolError, decode_venue_step, encode_order_commands
 from ..service.health import CheckResult
 from ..service.service import LoopStep, WorkloadService
-from .decide_context import LiveContext, VenueReports
+from .decide_context import LiveContext, VenueReports, after_announcement
 from .market import LiveFeed, MarketClock
 
 log = logging.getLogger("tradeplane.workload.decide")
@@ -93,8 +94,8 @@ def setup_live(service: WorkloadService, settings: Settings, opts: LiveDecideOpt
     ctx = LiveContext({s: c.lot_size for s, c in contracts.items()}, {s: c.tick_size for s, c in contracts.items()},
                       new_account([contracts[s] for s in range(n)], opts.initial_balance / n))  # fmt: skip
     warm_s = warm_up(manifests, opts, cfg, instruments)
-    session = secrets.randbits(63)
-    inbox = VenueReports(session, ctx)
+    session = secrets.randbits(63) or 1  # 0 is execute's announcement
+    inbox = VenueReports(session, ctx, started_ns=time.time_ns())
     feed = LiveFeed({(market_data_venue(i.venue), i.symbol): i.id for i in instruments},
                     max_wait_ns=round(opts.max_wait_ms * _MS))  # fmt: skip
     pattern = md_pattern(market_data_venue(i.venue) for i in instruments)
@@ -121,7 +122,7 @@ def setup_live(service: WorkloadService, settings: Settings, opts: LiveDecideOpt
                          "up to, at the last loop step.", registry=reg)  # fmt: skip
     books = [StatusBook(name) for name in manifests.strategies] if opts.report_status_s > 0 else []
     reporters = [StatusReporter(b, settings.namespace, every_s=opts.report_status_s) for b in books]
-    state = {"orders_seq": 0, "calls": 0, "commands": 0, "late": 0, "newest": 0}
+    state = {"orders_seq": 0, "calls": 0, "commands": 0, "late": 0, "newest": 0, "hellos": 0, "announced": 0}
     times = {"last_commit": 0.0, "last_md": 0.0}
     stash: list[Outbox] = []
     failure: list[str] = []
@@ -161,6 +162,13 @@ def setup_live(service: WorkloadService, settings: Settings, opts: LiveDecideOpt
 
     clock = MarketClock(feed, cfg, call)
 
+    def hello() -> None:
+        """Seq 1 of the session, no commands: execute takes the session and answers with the account."""
+        bus.publish(orders_out, opts.account, encode_order_commands(OrderCommands(session, 1, time.time_ns())), seq=1)
+        bus.flush(timeout=5.0)
+        state["orders_seq"] = max(state["orders_seq"], 1)
+        state["hellos"] += 1
+
     def read_reports() -> None:
         for r in reports_in.fetch(1_000, timeout=0.0):
             try:
@@ -176,6 +184,15 @@ def setup_live(service: WorkloadService, settings: Settings, opts: LiveDecideOpt
                 log.error("venue reports: %s", exc, extra={"session": session, "reason": str(exc)})
                 raise
             reports_total.labels("applied" if applied else "ignored").inc()
+        if inbox.announced_at > state["announced"]:
+            state["announced"] = inbox.announced_at
+            try:
+                after_announcement(session, state["commands"], inbox.announced_at)
+            except ProtocolError as exc:
+                failure.append(str(exc))
+                log.error("execute restarted", extra={"session": session, "reason": str(exc)})
+                raise
+            hello()
 
     def step() -> None:
         records = md.fetch(opts.max_poll_md, timeout=opts.poll_timeout_ms / 1000)
@@ -213,8 +230,9 @@ def setup_live(service: WorkloadService, settings: Settings, opts: LiveDecideOpt
     def desk_check() -> CheckResult:
         if failure:
             return CheckResult.failed(failure[0])
+        taken = "" if inbox.last else " (execute has not taken the session yet)"
         return CheckResult.passed(f"session {session}: {state['calls']} calls, {state['commands']} commands in "
-                                  f"{state['orders_seq']} messages, {inbox.last} venue reports")  # fmt: skip
+                                  f"{state['orders_seq']} messages, {inbox.last} venue reports{taken}")  # fmt: skip
 
     def commit() -> None:
         if times["last_md"]:
@@ -230,6 +248,7 @@ def setup_live(service: WorkloadService, settings: Settings, opts: LiveDecideOpt
     service.on_shutdown(lambda: bus.close(timeout=max(0.1, service.shutdown_remaining_s())), "close")
     for reporter in reporters:
         service.on_shutdown(partial(_final_report, reporter), "report status")
+    hello()
     log.info("live session started", extra={"session": session, "strategies": list(manifests.strategies),
                                             "instruments": [i.key for i in instruments],
                                             "warm_up_s": round(warm_s, 3)})  # fmt: skip

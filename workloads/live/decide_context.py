@@ -21,7 +21,7 @@ import numpy.typing as npt
 from ...engine.sim.orders import FILL_DTYPE, ORDER_DTYPE
 from ...engine.sim.runner import _joined
 from ..paper.mirror import CommandRecorder, ParentMirror
-from ..paper.protocol import ProtocolError, VenueStep
+from ..paper.protocol import ANNOUNCE_SESSION, ProtocolError, VenueStep
 
 Records = npt.NDArray[np.void]
 Touch = Callable[[int], tuple[float, float]]
@@ -74,16 +74,28 @@ class LiveContext(CommandRecorder):
 
 
 class VenueReports:
-    """Session filter and sequence check of ``venue.<account>`` for one decide session."""
+    """Session filter and sequence check of ``venue.<account>`` for one decide session.
 
-    def __init__(self, session: int, ctx: LiveContext) -> None:
-        self.session, self.ctx = session, ctx
+    Execute's start announcement (session :data:`ANNOUNCE_SESSION`) is not a report: one sent before this
+    session began is history (that execute reads this session's hello); a later one means an execute started
+    after the hello went out and may have missed it — :attr:`announced_at` keeps its time for the caller, which
+    says the hello again, or ends the session if commands already went out (:func:`after_announcement`)."""
+
+    def __init__(self, session: int, ctx: LiveContext, started_ns: int = 0) -> None:
+        if session == ANNOUNCE_SESSION:
+            raise ValueError(f"session {ANNOUNCE_SESSION} is execute's announcement, not a decide session")
+        self.session, self.ctx, self.started_ns = session, ctx, started_ns
         self.last = 0  #: seq of the last report applied
         self.duplicates = 0
         self.other_sessions = 0
+        self.announced_at = 0  #: wall ns of the newest announcement of an execute started after this session
 
     def accept(self, step: VenueStep) -> bool:
         """Apply ``step`` if it is this session's next report; False for one ignored; ProtocolError on a gap."""
+        if step.session == ANNOUNCE_SESSION:
+            if step.now >= self.started_ns:
+                self.announced_at = max(self.announced_at, step.now)
+            return False
         if step.session != self.session:
             self.other_sessions += 1
             return False
@@ -96,3 +108,15 @@ class VenueReports:
         self.ctx.apply(step)
         self.last = step.seq
         return True
+
+
+def after_announcement(session: int, commands_sent: int, announced_at: int) -> str:
+    """What a decide session does when an execute started after it: ``"hello"`` — say the hello again (nothing
+    but the hello went out, so nothing was lost) — or a :class:`ProtocolError`: commands went out that this
+    execute never saw, and the parents the desk believes working were cancelled by its orphan sweep; no later
+    message can repair that, so the session ends (exit 5) and the next one starts from the venue's account."""
+    if commands_sent == 0:
+        return "hello"
+    raise ProtocolError("execute", f"an execute started at {announced_at} ns after session {session} had sent "
+                                   f"{commands_sent} commands: its working parents were cancelled at that start; "
+                                   "the session ends and a new one begins")  # fmt: skip

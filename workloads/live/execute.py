@@ -126,6 +126,8 @@ class LiveExecuteRunner:
         self.seen = SequenceFilter()
         self.loop = asyncio.new_event_loop()
         self.started = False
+        self.announced = False
+        self.seeds: dict[str, tuple[float, float]] = {}  #: venue symbol → (position, entry price) at start
         self.venue_error = ""
         self.fatal = ""
         self.taking = True
@@ -157,6 +159,8 @@ class LiveExecuteRunner:
                 self.service.stop_requested.wait(0.1)
             return
         self._read_md()
+        if not self.announced:
+            self._seed_and_announce()
         received = time.monotonic()
         commands = self.orders.fetch(100, timeout=self.opts.slice_ms / 2e3) if self.taking else []
         applied = False
@@ -204,6 +208,7 @@ class LiveExecuteRunner:
             for o in left:
                 await self._timed("cancel", self.venue.cancel(o.symbol, o.client_order_id))
                 self.m_cancelled.inc()
+            held = await self._timed("positions", self.venue.positions()) if self.opts.seed_account else []
         except (VenueError, OSError, aiohttp.ClientError, ValueError) as exc:
             self.venue_error = f"{type(exc).__name__}: {exc}"
             self._retry_at = time.monotonic() + 2.0
@@ -212,10 +217,35 @@ class LiveExecuteRunner:
             self.venue = binance_venue(self.config)
             return
         self.started, self.venue_error = True, ""
+        self.seeds = {p.symbol: (p.qty, p.entry_price) for p in held}
         left_ids = [o.client_order_id for o in left]
         log.info("cancelled orders left open at start", extra={"count": len(left), "prefix": prefix,
                                                                 "orders": left_ids})  # fmt: skip
         log.info("live execute started", extra={"venue": self.venue.venue, "symbols": self.symbols})
+
+    def _seed_and_announce(self) -> None:
+        """Seed the account from the venue's positions, then tell decide this execute takes commands.
+
+        Both wait for what makes them true: a spot holding has no entry price, so it is entered at the mid
+        once the symbol has a touch; the announcement waits for the orders assignment (from then on every
+        command is read)."""
+        rows = {name: i for i, name in reversed(list(enumerate(self.symbols)))}
+        for name, (qty, entry) in list(self.seeds.items()):
+            if math.isnan(entry) and name in rows:
+                bid, ask = self.touch(rows[name])
+                if not (math.isfinite(bid) and math.isfinite(ask)):
+                    return
+                self.seeds[name] = (qty, (bid + ask) / 2)
+        if not self.orders.assignment:
+            return
+        foreign = self.state.seed_positions(self.seeds)
+        now = time.time_ns()
+        step = self.state.announcement(now, self.touch.touch, self.levels)
+        self.bus.publish(self.topic_out, self.opts.account, encode_venue_step(step))
+        self.bus.flush(timeout=5.0)
+        self.announced = True
+        log.info("account seeded from the venue; announced", extra={
+            "positions": {k: v[0] for k, v in self.seeds.items()}, "not_traded": foreign})  # fmt: skip
 
     async def _timed(self, op: str, call: Awaitable[T]) -> T:
         t0 = time.perf_counter()
@@ -335,9 +365,12 @@ class LiveExecuteRunner:
             return CheckResult.failed(f"waiting for the {orders_topic(self.opts.account)} assignment")
         cur = self.state.current
         c = self.state.counts
+        if self.started and not self.announced:
+            return CheckResult.passed(f"seeding the account: waiting for a touch of {sorted(self.seeds)} or the "
+                                      "orders assignment")  # fmt: skip
         if cur is None:
-            extra = f"; ignored {c['ignored']} commands of session {self.state.last_ignored_session} (restart " \
-                    "decide to start a session)" if c["ignored"] else ""  # fmt: skip
+            extra = f"; ignored {c['ignored']} commands of session {self.state.last_ignored_session} (its decide " \
+                    "ends that session on this execute's announcement)" if c["ignored"] else ""  # fmt: skip
             return CheckResult.passed(f"waiting for a decide session (seq 1){extra}")
         return CheckResult.passed(f"session {cur.session}: command {cur.last_seq}, report {cur.report_seq}; "
                                   f"{len(self.state.working())} working children", session=cur.session)  # fmt: skip

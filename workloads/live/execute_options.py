@@ -49,6 +49,9 @@ class LiveExecuteOptions(PaperDeskOptions):
     binance_settle_s: float = Field(default=0.2, ge=0, description="Wait after an ambiguous failure.")
     binance_poll_interval_s: float = Field(default=1.0, gt=0, description="Order polling while the stream is down.")
     binance_recv_window_ms: int = Field(default=5000, gt=0, le=60000)
+    seed_account: bool = Field(default=True, description="At start, take the account's positions from the venue "
+                               "(futures positionRisk; spot holdings of the base assets, entered at the first mid) "
+                               "instead of starting flat.")  # fmt: skip
     credentials_prefix: str = Field(default="BINANCE_", description="Env prefix of API_KEY / API_SECRET.")
 
 

@@ -27,7 +27,7 @@ from ...engine.sim.orders import CANCELED, EXPIRED, FILL_DTYPE, FILLED, ORDER_DT
 from ...engine.sim.portfolio import Portfolio
 from ...engine.sim.result import PARENT_DTYPE
 from ...engine.trading.reconcile import VenueOrder
-from ..paper.protocol import TOUCH_DTYPE, CancelParent, OrderCommands, ProtocolError, VenueStep
+from ..paper.protocol import ANNOUNCE_SESSION, TOUCH_DTYPE, CancelParent, OrderCommands, ProtocolError, VenueStep
 from ..venues.base import ExecutionReport
 from .execute_orders import client_order_id, fill_row, order_row, report_reason, report_row, status_code
 
@@ -62,6 +62,7 @@ class SessionDesk:
     desk: ExecutionDesk
     last_seq: int = 0  #: last command message applied
     report_seq: int = 0  #: last venue report sent
+    greeted: bool = False  #: the first report (the account as it stands) went out
     sent: Records = field(default_factory=lambda: np.zeros(0, PARENT_DTYPE))
 
 
@@ -268,7 +269,8 @@ class LiveExecution:
 
     # --- venue.<account> -----------------------------------------------------------------------------------------
     def pending_report(self) -> bool:
-        return bool(self._msg_fills or self._msg_reports)
+        cur = self.current
+        return bool(self._msg_fills or self._msg_reports or (cur is not None and not cur.greeted))
 
     def _changed_parents(self, cur: SessionDesk) -> Records:
         parents = cur.desk.parents
@@ -280,14 +282,41 @@ class LiveExecution:
         cur.sent = parents
         return out
 
+    def seed_positions(self, held: Mapping[str, tuple[float, float]]) -> list[str]:
+        """Start the account from what the venue holds: ``held`` maps a venue symbol to (signed position, average
+        entry price). Why: a live account is rarely flat at start (an earlier run, a manual trade), and the
+        desk's risk checks and exits must see that exposure, not an empty book. Each symbol seeds the first
+        desk row trading it; returns the symbols the desk does not trade (left alone, for the log)."""
+        acct = self.portfolio.acct
+        rows = {name: i for i, name in reversed(list(enumerate(self.symbols)))}
+        for name, (qty, entry) in held.items():
+            i = rows.get(name)
+            if i is not None:
+                acct["position"][i] = qty
+                acct["entry_px"][i] = entry if qty != 0.0 else math.nan
+        return sorted(set(held) - set(rows))
+
+    def announcement(self, now: int, touch: Records, levels: int = 10) -> VenueStep:
+        """The message a (re)started execute sends once it takes commands: session 0, seq 0, its account.
+
+        Why: commands sent while no execute was reading are never carried out late (the orders consumer starts
+        at the end), so a decide session older than this process must learn that the parents it thinks are
+        working were cancelled at start (the orphan sweep); decide's rule is in its ``VenueReports``."""
+        t: Records = np.ascontiguousarray(touch, dtype=TOUCH_DTYPE)
+        return VenueStep(ANNOUNCE_SESSION, 0, now, np.zeros(0, EVENT_DTYPE), np.zeros(0, book_top_dtype(levels)),
+                         np.zeros(0, FILL_DTYPE), np.zeros(0, ORDER_DTYPE), np.zeros(0, PARENT_DTYPE),
+                         self.portfolio.acct.copy(), t, levels=levels)  # fmt: skip
+
     def report(self, now: int, touch: Records, levels: int = 10) -> VenueStep | None:
-        """The next venue report of the current session, or None when nothing changed since the last one."""
+        """The next venue report of the current session, or None when nothing changed since the last one (the
+        session's first report always goes out: it tells decide the session was taken, with the account)."""
         cur = self.current
         if cur is None:
             return None
         parents = self._changed_parents(cur)
-        if not (parents.shape[0] or self._msg_fills or self._msg_reports):
+        if cur.greeted and not (parents.shape[0] or self._msg_fills or self._msg_reports):
             return None
+        cur.greeted = True
         fills, reports = _rows(self._msg_fills, FILL_DTYPE), _rows(self._msg_reports, ORDER_DTYPE)
         self._msg_fills.clear()
         self._msg_reports.clear()

@@ -42,6 +42,8 @@ from ...engine.sim.routing import Route, RoutingTable
 MAGIC: Final = b"TPVS"
 SCHEMA_VERSION: Final = 1
 ORDERS_SCHEMA_VERSION: Final = 1
+#: ``VenueStep.session`` of live execute's start announcement (decide sessions are never 0)
+ANNOUNCE_SESSION: Final = 0
 _HEAD = struct.Struct("<4sHHIQQq7I")
 TOUCH_DTYPE: Final = np.dtype([("bid", "f8"), ("bid_qty", "f8"), ("ask", "f8"), ("ask_qty", "f8")])
 Records = npt.NDArray[np.void]

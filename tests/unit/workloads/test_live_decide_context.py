@@ -10,8 +10,9 @@ from tradeplane.engine.runtime.instruments import instrument_table
 from tradeplane.engine.sim.executors import PARENT_WORKING
 from tradeplane.engine.sim.orders import FILL_DTYPE, ORDER_DTYPE
 from tradeplane.engine.sim.portfolio import new_account
-from tradeplane.workloads.live.decide_context import LiveContext, VenueReports
+from tradeplane.workloads.live.decide_context import LiveContext, VenueReports, after_announcement
 from tradeplane.workloads.paper.protocol import (
+    ANNOUNCE_SESSION,
     TOUCH_DTYPE,
     CancelParent,
     ProtocolError,
@@ -87,3 +88,30 @@ def test_a_report_about_a_parent_this_session_never_sent_is_refused() -> None:
     other = _ctx()  # no parents sent
     with pytest.raises(ProtocolError, match="parent ids"):
         VenueReports(SESSION, other).accept(step)
+
+
+def _announcement(ctx: LiveContext, now: int) -> VenueStep:
+    account = ctx.portfolio.acct.copy()
+    account["position"][0] = 0.5
+    step = VenueStep(ANNOUNCE_SESSION, 0, now, np.zeros(0, EVENT_DTYPE), np.zeros(0, book_top_dtype(10)),
+                     np.zeros(0, FILL_DTYPE), np.zeros(0, ORDER_DTYPE), ctx.desk.parents[:0].copy(), account,
+                     np.zeros(2, TOUCH_DTYPE))  # fmt: skip
+    return decode_venue_step(encode_venue_step(step))
+
+
+def test_an_execute_started_after_the_session_is_noted_an_older_one_is_history() -> None:
+    ctx = _ctx()
+    inbox = VenueReports(SESSION, ctx, started_ns=1_000)
+    assert not inbox.accept(_announcement(ctx, 999)) and inbox.announced_at == 0  # before the hello: it read it
+    assert not inbox.accept(_announcement(ctx, 1_500)) and inbox.announced_at == 1_500
+    assert float(ctx.portfolio.acct["position"][0]) == 0.0  # an announcement is not this session's account
+    assert inbox.last == 0  # nor a report: the session's seq 1 is still expected
+    with pytest.raises(ValueError, match="announcement"):
+        VenueReports(ANNOUNCE_SESSION, ctx)
+
+
+def test_after_an_execute_start_the_hello_is_said_again_unless_commands_were_lost() -> None:
+    assert after_announcement(SESSION, 0, 1_500) == "hello"
+    with pytest.raises(ProtocolError, match="2 commands") as err:
+        after_announcement(SESSION, 2, 1_500)
+    assert err.value.field == "execute"

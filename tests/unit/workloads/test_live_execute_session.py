@@ -18,6 +18,7 @@ from tradeplane.engine.trading.reconcile import VenueOrder
 from tradeplane.workloads.live.execute_orders import client_order_id
 from tradeplane.workloads.live.execute_session import LiveExecution
 from tradeplane.workloads.paper.protocol import (
+    ANNOUNCE_SESSION,
     TOUCH_DTYPE,
     CancelParent,
     OrderCommands,
@@ -133,3 +134,24 @@ def test_cancel_of_a_parent_cancels_its_working_child_and_unknown_ids_are_protoc
     assert x.take_outbound().cancel == [coid]
     with pytest.raises(ProtocolError, match="never started"):
         x.apply(OrderCommands(S1, 3, T0, [CancelParent(9)]), T0, touch)
+
+
+def test_the_account_is_seeded_from_the_venue_and_announced_and_each_session_is_greeted_with_it() -> None:
+    x = live()
+    assert x.seed_positions({"BTCUSDT": (-0.02, 61000.0), "ETHUSDT": (1.0, 3000.0)}) == ["ETHUSDT"]  # not traded
+    ann = decode_venue_step(encode_venue_step(x.announcement(T0, np.zeros(1, TOUCH_DTYPE))))  # type: ignore[arg-type]
+    assert (ann.session, ann.seq, ann.now) == (ANNOUNCE_SESSION, 0, T0)
+    assert (float(ann.account["position"][0]), float(ann.account["entry_px"][0])) == (-0.02, 61000.0)
+    assert ann.parents.shape[0] == ann.fills.shape[0] == 0
+    assert x.report(T0, np.zeros(1, TOUCH_DTYPE)) is None  # no session yet: nothing to report to
+    assert x.apply(OrderCommands(S1, 1, T0, []), T0, touch) == "applied"  # a decide session's hello
+    assert x.pending_report()
+    hello = x.report(T0 + 1, np.zeros(1, TOUCH_DTYPE))
+    assert hello is not None and (hello.session, hello.seq) == (S1, 1)  # answered although nothing changed
+    assert float(hello.account["position"][0]) == -0.02
+    assert x.report(T0 + 2, np.zeros(1, TOUCH_DTYPE)) is None and not x.pending_report()
+    assert x.apply(OrderCommands(S2, 1, T0, []), T0, touch) == "applied"  # the next session is greeted too
+    again = x.report(T0 + 3, np.zeros(1, TOUCH_DTYPE))
+    assert again is not None and (again.session, again.seq) == (S2, 1)
+    x.seed_positions({"BTCUSDT": (0.0, math.nan)})
+    assert float(x.portfolio.acct["position"][0]) == 0.0 and math.isnan(float(x.portfolio.acct["entry_px"][0]))
