@@ -73,7 +73,7 @@ class IngestConfig:
     idle_timeout_s: float = 30.0  #: no data frame within this → the connection is dead (0: off; see the docs)
     backoff_base_s: float = 0.5  #: reconnect delay ceiling of the first retry
     backoff_cap_s: float = 8.0  #: the ceiling never exceeds this
-    batch_max_ms: float = 5.0  #: decode at most this long after the first frame of a batch arrived
+    batch_max_ms: float = 2.0  #: decode at most this long after the first frame of a batch arrived
     batch_max_messages: int = 2048  #: ... or as soon as this many frames are waiting
     max_frame_bytes: int = 1 << 20
     snapshot_limit: int = 1000  #: levels per side of REST depth snapshots

@@ -132,6 +132,12 @@ class IngestOptions(BaseModel):
     slice_s: float = Field(default=0.2, gt=0, le=1.0, description="Event-loop slice per main-loop step.")
     dead_letters: bool = Field(default=True, description="Send frames the decoder rejects to dlq.md.")
     topic_timeout_s: float = Field(default=5.0, gt=0, le=30.0, description="Per attempt at creating the topics.")
+    linger_ms: float = Field(
+        default=1.0,
+        ge=0,
+        le=100.0,
+        description="Kafka producer linger: how long an md record may wait to share a request.",
+    )
 
 
 #: The option keys that are IngestConfig fields (the rest belong to the process).
@@ -440,6 +446,7 @@ def setup(service: WorkloadService, settings: Settings) -> LoopStep:
     bus = KafkaBus(
         settings.kafka.bootstrap_servers,
         client_id=config.name,
+        linger_ms=opts.linger_ms,
         backpressure_timeout=_BACKPRESSURE_S,
         on_delivery=tracker.on_delivery,
         producer_config=security,
