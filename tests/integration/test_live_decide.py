@@ -3,9 +3,10 @@
 Market data, in receive order on ``md.binance-usdm.BTCUSDT``: first 65 s of the real USD-M capture published
 directly with live-like clocks (received up to now, exchange times moved by the same amount) — the window in
 which the demo desk enters; then the replay server (the capture, exchange times rebased to the send time as
-a live exchange stamps them) → ``tradeplane workload ingest``. Why both: on ingest's rebased stream the
-simulator's book, which decide's market clock reuses, never syncs (docs/dataplane.md, "Live mode: decide"),
-so the desk could not enter there; the decisions on it are compared all the same.
+a live exchange stamps them) → ``tradeplane workload ingest``. The second phase replays the capture from its
+start again, so its update ids would go back below the first phase's (a stale stream the book drops, a
+restart no venue makes): the first phase's book ids are moved down by :data:`ID_SHIFT`, and the book resyncs
+from ingest's REST snapshot as after a reconnect.
 
 Checked, on one process run:
 
@@ -14,8 +15,11 @@ Checked, on one process run:
   in receive order as decide does) — every decision until the reference's first fill (after it the
   reference's simulator has filled the order; live, nobody has: execute is not running), and the model's
   score of every tick after it;
-* the desk's entries go out on ``orders.<account>`` without an answer: one session, seq 1, 2, …, parents
+* the desk's entries go out on ``orders.<account>`` without an answer: one session, seq 1 (the hello, no
+  commands), 2, …, parents
   numbered 1, 2, … — as many entries as the reference made before its first fill;
+* decide's book syncs on ingest's stream (the REST snapshot and the rebased diffs): decisions there see a
+  touch, not only ``GATE_SPREAD`` (a NaN touch);
 * a poison md record goes to ``dlq.md`` and the stream continues past it;
 * a venue report fed on ``venue.<account>`` (parent 1 filled) reaches the desk at its next tick: the fill
   and the position appear on ``fills.<account>`` / ``desk.<account>``;
@@ -44,7 +48,7 @@ from tests.integration.test_ingest_workload import launch, stop
 from tests.integration.test_workload_process import WorkloadProcess, http
 from tests.services.kafka import KafkaBroker
 from tradeplane.engine.decision.types import Signal
-from tradeplane.engine.events import EVENT_DTYPE, book_top_dtype
+from tradeplane.engine.events import BBO, DEPTH, EVENT_DTYPE, KIND_MASK, SNAPSHOT, book_top_dtype
 from tradeplane.engine.runtime.outbox import Outbox
 from tradeplane.engine.sim.contracts import ContractSpec
 from tradeplane.engine.sim.executors import PARENT_FILLED, STYLE_NAMES
@@ -75,6 +79,8 @@ from .conftest import usdm_only
 ACCOUNT = "live-it"
 MD_TOPIC = md_topic("binance-usdm", "BTCUSDT")
 S = 1_000_000_000
+#: subtracted from the book update ids of the capture published directly (see the module docstring)
+ID_SHIFT = 1_000_000_000_000
 #: every decision field that does not depend on wall time (latency_ns) — equal to the reference's
 DECISION_FIELDS = ("id", "strategy", "symbol", "exchange_ts", "ingest_ts", "infer_ts", "p_up", "expected_return_bps",
                    "cost_bps", "utility", "decision", "reason", "model_version", "config_rev", "size_mult")  # fmt: skip
@@ -194,6 +200,10 @@ class _CaptureFeed:
         shift = start - int(self.events["ingest_ts"][0])
         self.events["ingest_ts"] += shift
         self.events["exchange_ts"] += shift
+        book = np.isin(self.events["kind"] & KIND_MASK, (DEPTH, SNAPSHOT, BBO))
+        for name in ("seq", "first_seq", "prev_seq"):
+            ids = self.events[name]
+            ids[book & (ids >= 0)] -= ID_SHIFT  # prev_seq −1 (none) stays
 
     def publish(self, bus: KafkaBus, batch: int = 500) -> None:
         for at in range(0, self.events.shape[0], batch):
@@ -228,6 +238,7 @@ def test_live_decide_decides_on_market_data_as_it_arrives(trained: tuple[Path, P
         window = int(np.searchsorted(recorded["ingest_ts"], recorded["ingest_ts"][0] + 65 * S))
         _CaptureFeed(recorded[:window], time.time_ns() - 66 * S).publish(producer)
         with ReplayServer([capture(shared_dir, USDM)], max_lines=30_000, speed=8.0, rebase_times=True) as server:
+            ingest_from = time.time_ns()
             ingest, _ = launch(started, tmp_path, _env(bootstrap, {}), broker, server, "ingest-live")
             time.sleep(2.0)
             poisoned = time.time_ns()
@@ -259,6 +270,11 @@ def test_live_decide_decides_on_market_data_as_it_arrives(trained: tuple[Path, P
         for a, b in zip(live, ref, strict=True):
             assert _fields(a, SCORE_FIELDS) == _fields(b, SCORE_FIELDS)
         assert all(s.exchange_ts <= s.infer_ts and s.strategy == strategy and 0.0 <= s.p_up <= 1.0 for s in live)
+        # on ingest's stream (REST snapshot, rebased diffs) decide's book is synced: decisions see a touch
+        on_ingest = [s for s in live if s.infer_ts > ingest_from + 5 * S]
+        assert len(on_ingest) > 100
+        gated = sum(s.reason == "GATE_SPREAD" for s in on_ingest)
+        assert gated < len(on_ingest) // 10, f"{gated} of {len(on_ingest)} decisions on ingest's stream spread-gated"
 
         # --- orders went out without an answer ---------------------------------------------------------
         orders = [decode_order_commands(r.value) for r in got[orders_topic(ACCOUNT)]]
@@ -266,6 +282,8 @@ def test_live_decide_decides_on_market_data_as_it_arrives(trained: tuple[Path, P
         assert entered, "the window must hold an entry (the demo desk enters in the capture's first minute)"
         assert len({o.session for o in orders}) == 1
         assert [o.seq for o in orders] == list(range(1, len(orders) + 1))
+        assert not orders[0].commands  # seq 1 is the session's hello (execute answers it with the account)
+        orders = orders[1:]
         starts = [c for o in orders for c in o.commands if isinstance(c, StartParent)]
         assert [c.pid for c in starts] == list(range(1, len(starts) + 1))
         assert len(starts) >= len(entered) and orders[0].now == entered[0].infer_ts

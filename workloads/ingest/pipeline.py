@@ -152,6 +152,7 @@ class IngestPipeline:
         self._snapshots: list[tuple[str, bytes, int]] = []
         self._extra: list[EventArray] = []
         self._last_ts = 0
+        self._last_diff_ets: dict[int, int] = {}  #: symbol id → exchange time of its last depth diff published
         self._stream_children: dict[int, Any] = {}
         self.decode_stats = DecodeStats()  #: every decode of this pipeline, merged
         self.frames_in = 0
@@ -283,6 +284,7 @@ class IngestPipeline:
         ratio_requests = self.monitor.observe(events, batch)
         self._observe_metrics(events)
 
+        self._place_snapshots(events, bool(snapshot_ids))
         result.md_seqs = self.publisher.publish_events(events)
         result.events = int(events.shape[0])
         self.events_out += result.events
@@ -302,6 +304,44 @@ class IngestPipeline:
         if requests.shape[0]:
             result.resync = [self.publisher.symbol_name(int(s)) for s in np.unique(requests["symbol"]).tolist()]
         return result
+
+    def _place_snapshots(self, events: EventArray, snapshots: bool) -> None:
+        """Give each REST snapshot the exchange time of the last depth diff of its symbol received before it
+        (in this flush or an earlier one), in place; then remember each symbol's last diff time.
+
+        Why: every consumer's simulator (the backtester's and live decide's book) applies events in
+        exchange-time order, and the venue's time of a snapshot (futures: ``T`` of its ``lastUpdateId``; spot:
+        none, so the receive time) is a REST round trip away from where it was received in the diff stream.
+        Placed at ``T``, a backtest's book synced at diffs received before the document was (a look-ahead),
+        while live decide, already past ``T`` when it arrived, applied it later: the desks saw different
+        tops. Placed at the last diff received before it, exchange order equals receive order for the book
+        (later diffs have later times; ties keep receive order), as in ingest's own book, and sync is the
+        same: diffs its ``lastUpdateId`` covers are stale after it, later ones were buffered before it. A
+        snapshot before any diff of its symbol keeps its own time. Quality marks and lag metrics have
+        already used the venue's time.
+        """
+        kind = events["kind"] & KIND_MASK
+        depth = kind == DEPTH
+        sym, ets = events["symbol"], events["exchange_ts"]
+        if snapshots:  # rare: a REST snapshot or two in this flush (each one has its own ingest_ts)
+            snap = np.flatnonzero(kind == SNAPSHOT)
+            its = events["ingest_ts"][snap]
+            for one in np.unique(its).tolist():
+                rows = snap[its == one]
+                first, sid = int(rows[0]), int(sym[rows[0]])
+                prior = np.flatnonzero(depth[:first] & (sym[:first] == sid))
+                last = int(ets[prior[-1]]) if prior.shape[0] else self._last_diff_ets.get(sid)
+                if last is not None:
+                    ets[rows] = last
+        if len(self.config.symbols) == 1:  # the common case: the last diff, found from the end
+            back = int(depth[::-1].argmax())
+            if depth[-1 - back]:
+                self._last_diff_ets[int(sym[-1 - back])] = int(ets[-1 - back])
+            return
+        at = np.flatnonzero(depth)
+        ids, last_at = np.unique(sym[at][::-1], return_index=True)
+        for sid, e in zip(ids.tolist(), ets[at[::-1][last_at]].tolist(), strict=True):
+            self._last_diff_ets[sid] = e
 
     @staticmethod
     def _merge(parts: Sequence[EventArray]) -> EventArray:
