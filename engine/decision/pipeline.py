@@ -2,9 +2,10 @@
 
 Order (each step can skip with exactly one reason code, engine/decision/reasons.py):
 
-1. **score** — the ModelRouter (stable or canary by symbol cohort, shadows recorded). When there is no
-   router, the runtime says the model is degraded (``model_ok=False``), the routed model raises or returns
-   something that is not a probability, or the data is degraded, the rules-only fallback scores instead
+1. **score** — the ModelRouter (stable or canary by symbol cohort, or by decision keyed by (symbol,
+   exchange_ts) so a replay routes identically; shadows recorded). When there is no router, the runtime
+   says the model is degraded (``model_ok=False``), the routed model raises or returns something that is
+   not a probability, or the data is degraded, the rules-only fallback scores instead
    (``engine/decision/fallback.py``; model_version ``rules-fallback``, quality flag 2) if the strategy allows
    it (``model.degradeToRules``); otherwise NO_MODEL. (With degraded data and no fallback the model still
    scores and the data-quality gate decides.)
@@ -350,7 +351,7 @@ def _score(
         why = "data degraded"
     else:
         try:
-            routed = router.score(state.symbol, features)
+            routed = router.score(state.symbol, features, state.exchange_ts)  # the decision: weight canaries
         except Exception as exc:  # a failing model degrades the decision, it does not stop the strategy
             why = f"model error: {type(exc).__name__}: {exc}"
         else:

@@ -1,11 +1,24 @@
 """Route each decision's scoring between the ModelVersions of one family: stable, canaries, shadows.
 
-Why by symbol and not by coin flip: a canary must be judged on a consistent stream of decisions, and one
-symbol's positions must not alternate between two models' opinions tick by tick. So the cohort of a symbol
-is a stable hash of its name in [0, 1) (blake2b, the same in every process and on every replica), and a
-symbol goes to a canary when its cohort falls below the canary's cumulative weight. Raising a canary's
-weight only adds symbols to it; with weights unchanged a symbol never moves. The price: with few symbols
-the canary's realized share is lumpy (one symbol is all or nothing).
+Each canary has a share in [0, 1] and a **unit** (``kind``), the two kinds of canary step a ModelVersion
+can ask for (``cohortPct`` / ``weightPct``):
+
+- ``cohort`` — a share of *symbols*. The cohort of a symbol is a stable hash of its name in [0, 1)
+  (blake2b, the same in every process and on every replica), and a symbol goes to a cohort canary when its
+  cohort falls below the canary's cumulative share. One symbol's positions never alternate between two
+  models' opinions, and a canary is judged on whole symbols; the price is that with few symbols the
+  realized share is lumpy (one symbol is all or nothing).
+- ``weight`` — a share of *decisions*. The unit is the pair (symbol, ``key``), where the caller's key
+  names the decision (the pipeline passes the decision's exchange timestamp), hashed the same way under a
+  different personalisation. Never a coin flip: the same events replayed route identically, bit for bit,
+  in any process. With one symbol a 20 % step gives the canary ~20 % of its decisions.
+
+Both units are stable (same unit → same model while the weights hold) and monotone (raising a canary's
+share only adds units to it). Cohort canaries take their ranges of the symbol space first, in model order,
+exactly as when cohorts were the only unit; weight canaries then divide the decisions of the symbols that
+no cohort canary holds, their ranges scaled by 1 / (1 − the cohort canaries' total) so that each still
+gets its own share of *all* decisions. A score without a key falls back to the symbol as the key (a
+per-symbol split again: old callers keep working, and a weight canary still gets a stable stream).
 
 Shadows score every decision and are recorded next to the signal, never acted on; a failing shadow is
 recorded in ``error`` and never raised, because a candidate must not be able to stop the stable path.
@@ -14,8 +27,9 @@ Each model gets a row in its own column order (precomputed ``operator.itemgetter
 with different signatures can share a router; a feature the mapping lacks is passed as NaN, which LightGBM
 and the exported graph treat as missing.
 
-Weights are hot (:meth:`ModelRouter.set_weights`): the whole routing table is rebuilt and replaced by one
-reference assignment, so a concurrent :meth:`ModelRouter.score` sees the old table or the new one.
+Weights and kinds are hot (:meth:`ModelRouter.set_weights`): the whole routing table is rebuilt and
+replaced by one reference assignment, so a concurrent :meth:`ModelRouter.score` sees the old table or the
+new one.
 """
 
 from __future__ import annotations
@@ -36,10 +50,19 @@ STABLE: Final = "stable"
 CANARY: Final = "canary"
 SHADOW: Final = "shadow"
 ROLES: Final = (STABLE, CANARY, SHADOW)
+#: A canary's unit: share of symbols (the default, what a route without a kind means) or of decisions.
+COHORT: Final = "cohort"
+WEIGHT: Final = "weight"
+KINDS: Final = (COHORT, WEIGHT)
 
 _WEIGHT_TOL = 1e-9
 _COHORT_CACHE_MAX = 4096
 _TWO_53 = float(2**53)
+#: blake2b personalisation of the decision hash: independent of the symbol cohort (unsalted blake2b)
+_DECISION_PERSON: Final = b"tp-decision"
+
+#: What names one decision for a ``weight`` canary (an exchange timestamp in ns, a request id).
+DecisionKey = str | int
 
 
 class Scorer(Protocol):
@@ -54,14 +77,15 @@ class Scorer(Protocol):
 
 @dataclass(frozen=True)
 class RoutedModel:
-    """One ModelVersion in the router. ``weight``: a canary's share of symbols (stable gets the rest;
-    ignored for stable and shadow)."""
+    """One ModelVersion in the router. ``weight``: a canary's share (stable gets the rest; ignored for
+    stable and shadow); ``kind``: what that share is of — ``cohort`` symbols or ``weight`` decisions."""
 
     version: str
     role: str
     weight: float
     scorer: Scorer
     interval: ProbabilityInterval | None = None  #: the artifact's calibration evidence; None → no interval
+    kind: str = COHORT
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,11 +123,13 @@ class _Slot:
 
 @dataclass(frozen=True, slots=True)
 class _Table:
-    """The routing table; immutable, replaced whole on a weight change."""
+    """The routing table; immutable, replaced whole on a weight or kind change."""
 
     stable: _Slot | None
-    canaries: tuple[tuple[_Slot, float], ...]  #: (slot, cumulative upper bound of its cohort range)
-    weights: Mapping[str, float]  #: canary version → weight
+    cohorts: tuple[tuple[_Slot, float], ...]  #: (slot, cumulative upper bound in the symbol cohort space)
+    decisions: tuple[tuple[_Slot, float], ...]  #: (slot, scaled cumulative upper bound in the decision space)
+    weights: Mapping[str, float]  #: canary version → share
+    kinds: Mapping[str, str]  #: canary version → COHORT | WEIGHT
 
 
 def _slot(m: RoutedModel) -> _Slot:
@@ -120,8 +146,27 @@ def _check_weight(version: str, w: float) -> float:
     return w
 
 
+def _check_kind(version: str, kind: str) -> str:
+    if kind not in KINDS:
+        raise ValueError(f"canary {version!r}: kind must be one of {KINDS}, got {kind!r}")
+    return str(kind)
+
+
+def _unit(data: bytes, person: bytes = b"") -> float:
+    """A stable position in [0, 1): the top 53 bits of an 8-byte blake2b / 2**53 (53 bits so the float is
+    exact and never rounds up to 1.0)."""
+    return (int.from_bytes(blake2b(data, digest_size=8, person=person).digest(), "big") >> 11) / _TWO_53
+
+
+def decision_point(symbol: str, key: DecisionKey) -> float:
+    """Stable position in [0, 1) of one decision (``symbol``, ``key``): where a ``weight`` canary's share
+    is measured. Independent of the symbol's cohort (another blake2b personalisation)."""
+    return _unit(f"{symbol}\x1f{key}".encode(), _DECISION_PERSON)
+
+
 class ModelRouter:
-    """Scores one decision with the stable model or a canary (by symbol cohort), plus every shadow."""
+    """Scores one decision with the stable model or a canary (by symbol cohort or by decision), plus every
+    shadow."""
 
     def __init__(self, models: Sequence[RoutedModel]) -> None:
         versions = [m.version for m in models]
@@ -139,37 +184,53 @@ class ModelRouter:
         self._canary_slots = tuple(_slot(m) for m in models if m.role == CANARY)
         self._shadows = tuple(_slot(m) for m in models if m.role == SHADOW)
         self._cohorts: dict[str, float] = {}
-        self._table = self._build({m.version: _check_weight(m.version, m.weight) for m in models if m.role == CANARY})
+        canaries = [m for m in models if m.role == CANARY]
+        self._table = self._build(
+            {m.version: _check_weight(m.version, m.weight) for m in canaries},
+            {m.version: _check_kind(m.version, m.kind) for m in canaries},
+        )
 
-    def _build(self, weights: Mapping[str, float]) -> _Table:
+    def _build(self, weights: Mapping[str, float], kinds: Mapping[str, str]) -> _Table:
         total = math.fsum(weights.values())
         if total > 1.0 + _WEIGHT_TOL:
             raise ValueError(f"canary weights sum to {total:g} > 1: {dict(weights)}")
-        upper = 0.0
-        canaries = []
+        cohort_total = math.fsum(weights[s.version] for s in self._canary_slots if kinds[s.version] == COHORT)
+        # weight canaries split what the cohort canaries leave: scaled so each gets its share of every decision
+        rest = 1.0 - cohort_total
+        scale = 1.0 / rest if rest > _WEIGHT_TOL else 0.0
+        upper_c = upper_d = 0.0
+        cohorts, decisions = [], []
         for s in self._canary_slots:
-            upper += weights[s.version]
-            canaries.append((s, upper))
-        return _Table(self._stable, tuple(canaries), dict(weights))
+            if kinds[s.version] == COHORT:
+                upper_c += weights[s.version]
+                cohorts.append((s, upper_c))
+            else:
+                upper_d += weights[s.version]
+                decisions.append((s, upper_d * scale))
+        return _Table(self._stable, tuple(cohorts), tuple(decisions), dict(weights), dict(kinds))
 
-    def set_weights(self, weights: Mapping[str, float]) -> None:
-        """Change canary weights (unnamed canaries keep theirs); takes effect with the next score.
+    def set_weights(self, weights: Mapping[str, float], kinds: Mapping[str, str] | None = None) -> None:
+        """Change canary weights and, with ``kinds``, their units (unnamed canaries keep theirs); takes
+        effect with the next score.
 
         Only canary versions can be named: the stable model gets the rest and shadows have no weight.
         The new table is validated completely before it replaces the old one.
         """
         table = self._table
-        unknown = sorted(set(weights) - set(table.weights))
+        kinds = kinds or {}
+        unknown = sorted((set(weights) | set(kinds)) - set(table.weights))
         if unknown:
             raise ValueError(f"not canary versions of this router: {unknown} (canaries: {sorted(table.weights)})")
         merged = {**table.weights, **{v: _check_weight(v, w) for v, w in weights.items()}}
-        self._table = self._build(merged)
+        merged_kinds = {**table.kinds, **{v: _check_kind(v, k) for v, k in kinds.items()}}
+        self._table = self._build(merged, merged_kinds)
 
     def versions(self) -> tuple[str, ...]:
         return self._versions
 
     def weights(self) -> dict[str, float]:
-        """Version → share of symbols: canaries as set, stable the rest, shadows 0."""
+        """Version → share: canaries as set (of symbols or of decisions, :meth:`kinds`), stable the rest,
+        shadows 0."""
         table = self._table
         canary_total = math.fsum(table.weights.values())
         out: dict[str, float] = {}
@@ -180,35 +241,61 @@ class ModelRouter:
                 out[v] = table.weights.get(v, 0.0)
         return out
 
+    def kinds(self) -> dict[str, str]:
+        """Canary version → its unit, ``cohort`` (share of symbols) or ``weight`` (share of decisions)."""
+        return dict(self._table.kinds)
+
     def cohort(self, symbol: str) -> float:
         """Stable position of ``symbol`` in [0, 1): the top 53 bits of an 8-byte blake2b(symbol) / 2**53
         (53 bits so the float is exact and never rounds up to 1.0)."""
         c = self._cohorts.get(symbol)
         if c is None:
-            c = (int.from_bytes(blake2b(symbol.encode(), digest_size=8).digest(), "big") >> 11) / _TWO_53
+            c = _unit(symbol.encode())
             if len(self._cohorts) >= _COHORT_CACHE_MAX:
                 self._cohorts.clear()
             self._cohorts[symbol] = c
         return c
 
-    def route(self, symbol: str) -> tuple[str, str]:
-        """(version, role) that would score ``symbol`` now."""
-        slot = self._pick(self._table, symbol)
+    def route(self, symbol: str, key: DecisionKey | None = None) -> tuple[str, str]:
+        """(version, role) that would score the decision (``symbol``, ``key``) now."""
+        slot = self._pick(self._table, symbol, key)
         return slot.version, slot.role
 
-    def _pick(self, table: _Table, symbol: str) -> _Slot:
+    def reaches(self, symbol: str) -> frozenset[str]:
+        """The versions that may score some decision of ``symbol`` now: the cohort canary holding it, or
+        the stable plus every weight canary with a share (what a per-symbol attribution must charge)."""
+        table = self._table
         if table.stable is None:
             raise ValueError(f"router has no stable model (versions: {list(self._versions)})")
-        if table.canaries:
+        u = self.cohort(symbol) if table.cohorts else 1.0
+        for slot, upper in table.cohorts:
+            if u < upper:
+                return frozenset({slot.version})
+        return frozenset(
+            {table.stable.version} | {s.version for s, _ in table.decisions if table.weights[s.version] > 0}
+        )
+
+    def _pick(self, table: _Table, symbol: str, key: DecisionKey | None) -> _Slot:
+        if table.stable is None:
+            raise ValueError(f"router has no stable model (versions: {list(self._versions)})")
+        if table.cohorts:
             u = self.cohort(symbol)
-            for slot, upper in table.canaries:
+            for slot, upper in table.cohorts:
                 if u < upper:
+                    return slot
+        if table.decisions:
+            d = decision_point(symbol, symbol if key is None else key)
+            for slot, upper in table.decisions:
+                if d < upper:
                     return slot
         return table.stable
 
-    def score(self, symbol: str, features: Mapping[str, float]) -> RoutedScore:
-        """P(up) from the routed model (its exceptions propagate: the caller degrades) and every shadow's."""
-        slot = self._pick(self._table, symbol)
+    def score(self, symbol: str, features: Mapping[str, float], key: DecisionKey | None = None) -> RoutedScore:
+        """P(up) from the routed model (its exceptions propagate: the caller degrades) and every shadow's.
+
+        ``key`` names the decision for ``weight`` canaries (deterministic: the pipeline passes the
+        decision's exchange timestamp); None → the symbol."""
+        slot = self._pick(self._table, symbol, key)
         p = slot.predict(features)
         lo, hi = slot.interval.bounds(p) if slot.interval is not None else (math.nan, math.nan)
         if not self._shadows:

@@ -46,7 +46,9 @@ class GuardSignal:
 
 
 class StepKind(StrEnum):
-    WEIGHT = "weight"  #: share of decisions
+    """A canary step's unit; the values are the ModelRouter's canary kinds (engine/decision/router.py)."""
+
+    WEIGHT = "weight"  #: share of decisions (stable hash of the symbol and the decision's key)
     COHORT = "cohort"  #: share of symbols (stable hash of the symbol)
 
 
@@ -66,6 +68,11 @@ class Route:
     def canary_weights(self) -> dict[str, float]:
         """The argument for ``ModelRouter.set_weights`` (empty unless the candidate is a canary)."""
         return {self.candidate: self.fraction} if self.role == "canary" else {}
+
+    def canary_kinds(self) -> dict[str, str]:
+        """``ModelRouter.set_weights``' ``kinds`` argument: the unit of the canary's share (empty unless
+        the candidate is a canary)."""
+        return {self.candidate: self.kind.value} if self.role == "canary" else {}
 
 
 @dataclass(frozen=True)

@@ -66,12 +66,13 @@ def reconcile_family(kube: KubeClient, namespace: str, family: str, *, settings:
                     if m["spec"]["model"] == family and not m["metadata"].get("deletionTimestamp")]  # fmt: skip
         routes_changes = reconcile_routes(kube, namespace, family, versions)
         routes = family_routes(family, versions)
-        weights, roles = routes.only([str(m["metadata"]["name"]) for m in served_versions(versions)])
+        served = [str(m["metadata"]["name"]) for m in served_versions(versions)]
+        weights, roles = routes.only(served)
         ray_ns = settings.ray_namespace or namespace
         desired = render_family_rayservice(versions, image=settings.ray_image or settings.image, namespace=ray_ns,
                                            image_pull_policy=settings.image_pull_policy,
                                            home_volume=_home_volume(settings), weights=weights or None,
-                                           roles=roles or None)  # fmt: skip
+                                           roles=roles or None, kinds=routes.kinds_of(served) or None)  # fmt: skip
         existing = kube.get(RAY, "RayService", ray_ns, naming.rayservice_name(family))
         changes = converge(kube, [desired] if desired else [], [existing] if existing else [])
         changes.live |= routes_changes.live

@@ -267,11 +267,12 @@ def render_family_rayservice(
     home_volume: dict[str, Any] | None = None,
     weights: Mapping[str, float] | None = None,
     roles: Mapping[str, str] | None = None,
+    kinds: Mapping[str, str] | None = None,
 ) -> dict[str, Any] | None:
     """The RayService ``<family>-serve`` serving every rayserve version of one family; None when none is served.
 
-    ``weights``/``roles``: the rollout's routes (operator/render/routes.py; served versions only), which change
-    only the router's ``user_config`` — KubeRay applies that in place, no replica restarts.
+    ``weights``/``roles``/``kinds``: the rollout's routes (operator/render/routes.py; served versions only),
+    which change only the router's ``user_config`` — KubeRay applies that in place, no replica restarts.
 
     ``versions`` are all ModelVersions of the family as read from the API server (in-process ones included:
     they are simply not served). Roles and weights are the specs' initial routes (rollout.initial_route);
@@ -285,7 +286,9 @@ def render_family_rayservice(
     if not served:
         return None
     specs = {_name(mv): _spec(mv) for mv in served}
-    config = build_serve_config(build_family_apps(family, specs, home=HOME_DIR, weights=weights, roles=roles))
+    config = build_serve_config(
+        build_family_apps(family, specs, home=HOME_DIR, weights=weights, roles=roles, kinds=kinds)
+    )
     labels = model_labels(family)
     pods, cpu, memory = _serve_worker_size(list(specs.values()))
     workers = _worker_group(

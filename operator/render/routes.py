@@ -9,9 +9,11 @@ RayService's ``user_config`` and the ConfigMap disagreeing with the statuses for
 Rules (docs/rollouts.md, "Traffic"):
 - stable: the version most recently promoted (the last ``Promoted`` history record) that is still Promoted;
   without one, the version whose rollout strategy is ``immediate`` (the family's first version);
-- Canary: role canary at its ``status.weightPct``; Shadow: role shadow (scored, never acted on);
+- Canary: role canary at its ``status.weightPct``, of the unit of its current step
+  (``spec.rollout.steps[status.currentStep]``: ``weightPct`` → kind ``weight``, a share of decisions;
+  ``cohortPct`` → kind ``cohort``, a share of symbols); Shadow: role shadow (scored, never acted on);
 - every other version (rolled back, a previous stable kept for rollback, a canary not started yet): role
-  canary at weight 0 — loaded, never routed, so a rollback or a promotion needs no restart.
+  canary at weight 0 (kind ``cohort``) — loaded, never routed, so a rollback or a promotion needs no restart.
 
 Pure: objects in, values out.
 """
@@ -20,7 +22,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from ...api.v1alpha1 import ModelVersionPhase
@@ -32,28 +34,44 @@ ROUTES_KEY: Final = "routes.json"
 STABLE: Final = "stable"
 CANARY: Final = "canary"
 SHADOW: Final = "shadow"
+#: A canary's unit (engine/decision/router.py KINDS; not imported: no numpy in the operator image).
+COHORT: Final = "cohort"
+WEIGHT: Final = "weight"
 _IMMEDIATE: Final = "immediate"
 
 
 @dataclass(frozen=True)
 class FamilyRoutes:
-    """Who the family serves: its stable version, every version's role, and the canaries' shares in [0, 1]."""
+    """Who the family serves: its stable version, every version's role, and the canaries' shares in [0, 1]
+    with their units (``kinds``: ``weight`` = share of decisions, ``cohort`` = share of symbols)."""
 
     family: str
     stable: str | None
     roles: dict[str, str]
     weights: dict[str, float]  #: canary-role versions only (0 for those that must not get traffic)
+    kinds: dict[str, str] = field(default_factory=dict)  #: canary-role versions; a missing one means cohort
 
     def document(self, revision: int) -> dict[str, Any]:
-        """The ``routes.json`` content (the contract decide's RoutesWatcher reads)."""
-        return {"family": self.family, "weights": dict(sorted(self.weights.items())),
-                "roles": dict(sorted(self.roles.items())), "revision": revision}  # fmt: skip
+        """The ``routes.json`` content (the contract decide's RoutesWatcher reads). ``kinds`` names only the
+        canaries that are not ``cohort`` (absent = cohort), and is left out when none is: a family that never
+        uses weight steps renders exactly as before kinds existed (no revision bump on an operator upgrade)."""
+        doc: dict[str, Any] = {"family": self.family, "weights": dict(sorted(self.weights.items())),
+                               "roles": dict(sorted(self.roles.items())), "revision": revision}  # fmt: skip
+        kinds = {v: k for v, k in sorted(self.kinds.items()) if v in self.weights and k != COHORT}
+        if kinds:
+            doc["kinds"] = kinds
+        return doc
 
     def only(self, names: Sequence[str]) -> tuple[dict[str, float], dict[str, str]]:
         """(weights, roles) restricted to ``names`` (the versions Ray Serve serves): build_family_apps' overrides."""
         keep = set(names)
         weights = {n: w for n, w in self.weights.items() if n in keep}
         return weights, {n: r for n, r in self.roles.items() if n in keep}
+
+    def kinds_of(self, names: Sequence[str]) -> dict[str, str]:
+        """The canaries' units restricted to ``names`` (build_family_apps' ``kinds``)."""
+        keep = set(names)
+        return {n: self.kinds.get(n, COHORT) for n in self.weights if n in keep}
 
 
 def _name(mv: Mapping[str, Any]) -> str:
@@ -68,6 +86,17 @@ def _promoted_at(mv: Mapping[str, Any]) -> str:
     """RFC 3339 time of the version's last Promoted history record ('' if none); RFC 3339 UTC sorts as text."""
     times = [str(h.get("time", "")) for h in _status(mv).get("history") or [] if h.get("phase") == "Promoted"]
     return max(times, default="")
+
+
+def step_kind(mv: Mapping[str, Any]) -> str:
+    """The unit of the version's current canary step (``status.currentStep``, clamped to the last step as
+    the controller does): ``cohort`` for a ``cohortPct`` step, ``weight`` for a ``weightPct`` step; cohort
+    when the spec has no steps."""
+    steps = ((mv.get("spec") or {}).get("rollout") or {}).get("steps") or []
+    if not steps:
+        return COHORT
+    i = min(max(int(_status(mv).get("currentStep") or 0), 0), len(steps) - 1)
+    return COHORT if steps[i].get("cohortPct") is not None else WEIGHT
 
 
 def routable(versions: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
@@ -97,6 +126,7 @@ def family_routes(family: str, versions: Sequence[Mapping[str, Any]]) -> FamilyR
     stable = stable_version(mine)
     roles: dict[str, str] = {}
     weights: dict[str, float] = {}
+    kinds: dict[str, str] = {}
     for mv in mine:
         name, st = _name(mv), _status(mv)
         phase = st.get("phase")
@@ -106,9 +136,10 @@ def family_routes(family: str, versions: Sequence[Mapping[str, Any]]) -> FamilyR
             roles[name] = SHADOW
         elif phase == ModelVersionPhase.CANARY.value:
             roles[name], weights[name] = CANARY, round(float(st.get("weightPct") or 0.0) / 100.0, 9)
+            kinds[name] = step_kind(mv)
         else:
-            roles[name], weights[name] = CANARY, 0.0
-    return FamilyRoutes(family, stable, roles, weights)
+            roles[name], weights[name], kinds[name] = CANARY, 0.0, COHORT
+    return FamilyRoutes(family, stable, roles, weights, kinds)
 
 
 def stored_revision(configmap: Mapping[str, Any] | None) -> tuple[int, dict[str, Any] | None]:

@@ -181,15 +181,19 @@ def _features(row: np.ndarray) -> dict[str, float]:
     return dict(zip(NAMES, map(float, row), strict=True))
 
 
-def _reference_router(family: Family, weights: dict[str, float] | None = None) -> ModelRouter:
-    """The engine router over in-process scorers, routes as the spec says (the local runner's order)."""
+def _reference_router(
+    family: Family, weights: dict[str, float] | None = None, kinds: dict[str, str] | None = None
+) -> ModelRouter:
+    """The engine router over in-process scorers, routes as the spec says (the local runner's order; v2's
+    weightPct step: a share of decisions)."""
     routes = default_routes(family.specs)
     return ModelRouter(
         [
-            RoutedModel(v, r.role, (weights or {}).get(v, r.weight), family.scorers[v], _interval(family, v))
+            RoutedModel(v, r.role, (weights or {}).get(v, r.weight), family.scorers[v], _interval(family, v),
+                        kind=(kinds or {}).get(v, r.kind))
             for v, r in sorted(routes.items())
         ]
-    )
+    )  # fmt: skip
 
 
 def _interval(family: Family, version: str) -> ProbabilityInterval | None:
@@ -223,15 +227,17 @@ def test_scores_equal_in_process_onnx(served: App, family: Family) -> None:
 
 
 def test_router_scores_like_the_engine_router(served: App, family: Family) -> None:
-    """client.score == ModelRouter.score in-process: same version per symbol, same p_up, same shadow scores."""
+    """client.score == ModelRouter.score in-process: same version per symbol and decision key (v2 is a weight
+    canary), same p_up, same shadow scores; through both transports."""
     reference = _reference_router(family)
     x = _rows(60, seed=11)
     chosen = set()
     for i, symbol in enumerate(SYMBOLS[:60]):
         feats = _features(x[i])
-        want = reference.score(symbol, feats)
+        key = None if i % 3 == 0 else 1_700_000_000_000_000_000 + i  # a decision's key, or none (the symbol)
+        want = reference.score(symbol, feats, key=key)
         client = served.http if i % 4 == 0 else served.handle
-        got = client.score(symbol, feats)
+        got = client.score(symbol, feats, key=key)
         assert (got.version, got.role) == (want.version, want.role), symbol
         assert got.p_up == pytest.approx(want.p_up, abs=1e-6)
         assert (got.p_low, got.p_high) == pytest.approx((want.p_low, want.p_high), abs=1e-6)  # interval.json
@@ -241,6 +247,47 @@ def test_router_scores_like_the_engine_router(served: App, family: Family) -> No
         assert got.error == ""
         chosen.add(got.version)
     assert chosen == {"v1", "v2"}  # 60 symbols at 30 % canary: both routed, the shadow never
+
+
+def test_a_request_key_routes_each_decision_like_the_engine_and_the_kind_moves_without_restart(
+    served: App, family: Family
+) -> None:
+    """POST {"symbol", "features", "key"}: one symbol's decisions split by key at v2's 30 % of decisions, each
+    exactly as the in-process router routes (symbol, key); switching v2 to a share of symbols is a
+    ``user_config`` change (no restart) after which one symbol is all or nothing again."""
+    import urllib.request
+
+    def post(body: dict[str, Any]) -> dict[str, Any]:
+        req = urllib.request.Request(f"http://127.0.0.1:{served.port}/models/{FAMILY}", data=json.dumps(body).encode(),
+                                     headers={"content-type": "application/json"}, method="POST")  # fmt: skip
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            out: dict[str, Any] = json.loads(resp.read())
+            return out
+
+    router = _router_handle()
+    assert router.routes.remote().result(timeout_s=30)["kinds"] == {"v2": "weight"}
+    reference = _reference_router(family)
+    feats = _features(np.nan_to_num(_rows(1, seed=9)[0]))
+    keys = [1_700_000_000_000_000_000 + 100_000_000 * i for i in range(60)]
+    got = [post({"symbol": "BTCUSDT", "features": feats, "key": k})["version"] for k in keys]
+    assert got == [reference.route("BTCUSDT", k)[0] for k in keys] and set(got) == {"v1", "v2"}
+    assert (
+        post({"symbol": "BTCUSDT", "features": feats, "key": "req-7"})["version"]
+        == reference.route("BTCUSDT", "req-7")[0]
+    )
+    with pytest.raises(urllib.error.HTTPError) as bad:
+        post({"symbol": "BTCUSDT", "features": feats, "key": [1]})
+    assert bad.value.code == 400
+
+    before = router.routes.remote().result(timeout_s=30)
+    served.deploy(kinds={"v2": "cohort"})
+    after = router.routes.remote().result(timeout_s=30)
+    assert after["kinds"] == {"v2": "cohort"} and after["actor_id"] == before["actor_id"]
+    by_symbol = _reference_router(family, kinds={"v2": "cohort"})
+    routed = {post({"symbol": "BTCUSDT", "features": feats, "key": k})["version"] for k in keys[:20]}
+    assert routed == {by_symbol.route("BTCUSDT")[0]}  # one symbol, one model, whatever the key
+    served.deploy()  # back to the spec's unit
+    assert router.routes.remote().result(timeout_s=30)["kinds"] == {"v2": "weight"}
 
 
 def test_shadow_scored_but_never_chosen(served: App) -> None:

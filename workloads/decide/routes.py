@@ -7,7 +7,9 @@ watcher reads each file at most every ``poll_s``, acts only on a new ``revision`
 routing when a file is missing, partial or invalid (it says why, once per bad revision): a broken file must
 never take the desk's scoring down.
 
-Weights go to :meth:`ModelRouter.set_weights` (the router swaps its table atomically). A change of *roles*
+Weights, with their units (``kinds``: ``weight`` = share of decisions, ``cohort`` = share of symbols; a
+canary without a kind, e.g. from an older operator, is ``cohort``), go to :meth:`ModelRouter.set_weights`
+(the router swaps its table atomically). A change of *roles*
 (a promotion: a canary becomes the stable; a rollback after promotion) cannot be expressed as weights, so
 the family's router is rebuilt from its :class:`RoutedModel` list with the new roles and replaces the old one
 in ``routers_by_family`` (and ``on_router`` is called, for holders of the old reference).
@@ -19,11 +21,11 @@ import json
 import math
 import time
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final, Protocol
 
-from ...engine.decision.router import ROLES, STABLE, ModelRouter, RoutedModel
+from ...engine.decision.router import COHORT, KINDS, ROLES, STABLE, ModelRouter, RoutedModel
 
 #: Where the operator mounts the routes (operator/naming.py ROUTES_DIR; a unit test keeps the two equal).
 ROUTES_DIR: Final = Path("/etc/tradeplane/routes")
@@ -42,6 +44,10 @@ class Routes:
     revision: int
     weights: dict[str, float]
     roles: dict[str, str]
+    kinds: dict[str, str] = field(default_factory=dict)  #: canary → unit; absent → cohort
+
+    def kind(self, version: str) -> str:
+        return self.kinds.get(version, COHORT)
 
 
 def parse_routes(text: str, family: str) -> Routes:
@@ -57,9 +63,12 @@ def parse_routes(text: str, family: str) -> Routes:
     revision = doc.get("revision")
     if not isinstance(revision, int) or isinstance(revision, bool) or revision < 0:
         raise ValueError(f"revision: {revision!r} is not a non-negative integer")
-    weights, roles = doc.get("weights", {}), doc.get("roles", {})
-    if not isinstance(weights, dict) or not isinstance(roles, dict):
-        raise ValueError("weights and roles must be objects")
+    weights, roles, kinds = doc.get("weights", {}), doc.get("roles", {}), doc.get("kinds", {})
+    if not isinstance(weights, dict) or not isinstance(roles, dict) or not isinstance(kinds, dict):
+        raise ValueError("weights, roles and kinds must be objects")
+    for version, kind in kinds.items():
+        if kind not in KINDS:
+            raise ValueError(f"kinds[{version!r}]: {kind!r} is not one of {KINDS}")
     out_w: dict[str, float] = {}
     for version, w in weights.items():
         if isinstance(w, bool) or not isinstance(w, int | float) or not math.isfinite(w) or not 0 <= w <= 1:
@@ -72,7 +81,8 @@ def parse_routes(text: str, family: str) -> Routes:
         raise ValueError(f"roles: more than one stable version: {roles}")
     if math.fsum(out_w.values()) > 1 + 1e-9:
         raise ValueError(f"weights sum to {math.fsum(out_w.values()):g} > 1")
-    return Routes(family, revision, out_w, {str(k): str(v) for k, v in roles.items()})
+    return Routes(family, revision, out_w, {str(k): str(v) for k, v in roles.items()},
+                  {str(k): str(v) for k, v in kinds.items()})  # fmt: skip
 
 
 class RoutesWatcher:
@@ -155,9 +165,10 @@ class RoutesWatcher:
             return self._rebuild(family, routes, roles)
         canaries = {v for v, r in (current if current is not None else roles).items() if r == "canary"} & mine
         weights = {v: w for v, w in routes.weights.items() if v in canaries}
-        router.set_weights(weights)
+        kinds = {v: routes.kind(v) for v in weights}
+        router.set_weights(weights, kinds)
         note = "" if current is not None or not roles else " (roles not checked: no models to rebuild from)"
-        return f"{family}: routes revision {routes.revision} applied: weights {weights}{note}"
+        return f"{family}: routes revision {routes.revision} applied: weights {weights}, kinds {kinds}{note}"
 
     def _roles(self, family: str) -> dict[str, str] | None:
         models = self._models.get(family)
@@ -165,9 +176,14 @@ class RoutesWatcher:
 
     def _rebuild(self, family: str, routes: Routes, roles: Mapping[str, str]) -> str:
         models = [
-            replace(m, role=roles.get(m.version, m.role), weight=routes.weights.get(m.version, 0.0))
+            replace(
+                m,
+                role=roles.get(m.version, m.role),
+                weight=routes.weights.get(m.version, 0.0),
+                kind=routes.kind(m.version),
+            )
             if roles.get(m.version, m.role) == "canary"
-            else replace(m, role=roles.get(m.version, m.role), weight=0.0)
+            else replace(m, role=roles.get(m.version, m.role), weight=0.0, kind=COHORT)
             for m in self._models[family]
         ]
         router = ModelRouter(models)  # validates everything before anything is replaced

@@ -147,7 +147,8 @@ def load_family(family: str, versions: dict[str, ModelVersionSpec], home: Path, 
             stable_names = tuple(spec.feature_signature.names)
             contributions = contributions_of(side_files / "contributions.json")
         interval = interval_of(side_files / INTERVAL_FILE)
-        models.append(RoutedModel(version=name, role=role, weight=weight, scorer=scorer, interval=interval))
+        models.append(RoutedModel(version=name, role=role, weight=weight, scorer=scorer, interval=interval,
+                                  kind=spec.rollout.initial_kind()))  # fmt: skip
         artifacts[name] = spec.artifact.sha256
         roles[name] = role
     if not stable_names:

@@ -75,7 +75,9 @@ class Transport(Protocol):
 
     def predict(self, version: str, rows: FloatArray, timeout_s: float) -> FloatArray: ...
 
-    def score(self, symbol: str, features: Mapping[str, float], timeout_s: float) -> dict[str, Any]: ...
+    def score(
+        self, symbol: str, features: Mapping[str, float], timeout_s: float, key: str | int | None = None
+    ) -> dict[str, Any]: ...
 
     def routes(self, timeout_s: float) -> dict[str, Any]: ...
 
@@ -142,8 +144,11 @@ class HandleTransport:
         out = self._call(app, model_deployment_name(version), "predict", timeout_s, rows)
         return np.asarray(out, dtype=np.float64)
 
-    def score(self, symbol: str, features: Mapping[str, float], timeout_s: float) -> dict[str, Any]:
-        out: dict[str, Any] = self._call(self.target, ROUTER_DEPLOYMENT, "score", timeout_s, symbol, dict(features))
+    def score(
+        self, symbol: str, features: Mapping[str, float], timeout_s: float, key: str | int | None = None
+    ) -> dict[str, Any]:
+        out: dict[str, Any] = self._call(self.target, ROUTER_DEPLOYMENT, "score", timeout_s, symbol, dict(features),
+                                         key)  # fmt: skip
         return out
 
     def routes(self, timeout_s: float) -> dict[str, Any]:
@@ -211,9 +216,13 @@ class HttpTransport:
         out = self._request("POST", body, timeout_s)
         return np.array(out["p_up"], dtype=np.float64)
 
-    def score(self, symbol: str, features: Mapping[str, float], timeout_s: float) -> dict[str, Any]:
-        body = orjson.dumps({"symbol": symbol, "features": dict(features)}, option=orjson.OPT_SERIALIZE_NUMPY)
-        return self._request("POST", body, timeout_s)
+    def score(
+        self, symbol: str, features: Mapping[str, float], timeout_s: float, key: str | int | None = None
+    ) -> dict[str, Any]:
+        doc: dict[str, Any] = {"symbol": symbol, "features": dict(features)}
+        if key is not None:
+            doc["key"] = key
+        return self._request("POST", orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY), timeout_s)
 
     def routes(self, timeout_s: float) -> dict[str, Any]:
         return self._request("GET", None, timeout_s)
@@ -330,9 +339,10 @@ class ServeClient:
             raise ServeError(f"{self.transport.target}/{version}: expected {len(x)} scores, got shape {out.shape}")
         return out
 
-    def score(self, symbol: str, features: Mapping[str, float]) -> RoutedScore:
-        """``ModelRouter.score`` through the Serve router: the routed version's p_up and every shadow's."""
-        raw: dict[str, Any] = self._guarded(lambda t: self.transport.score(symbol, features, t))
+    def score(self, symbol: str, features: Mapping[str, float], key: str | int | None = None) -> RoutedScore:
+        """``ModelRouter.score`` through the Serve router: the routed version's p_up and every shadow's. ``key``
+        names the decision for weight canaries (None → the symbol), as in-process."""
+        raw: dict[str, Any] = self._guarded(lambda t: self.transport.score(symbol, features, t, key))
         shadow = tuple((str(v), _float(p)) for v, p in raw["shadow"])
         return RoutedScore(
             float(raw["p_up"]),

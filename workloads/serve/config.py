@@ -17,7 +17,7 @@ For family ``f`` with versions ``v1`` (stable), ``v2`` (canary) the applications
     - name: f                  route_prefix: /models/f      import_path: ...app:build_router_app
       args: {family: f, home}
       deployments: [{name: router, user_config: {routes: {v1: {role: stable, weight: 0}, v2: {role: canary,
-                     weight: 0.1}}, versions: {v1: {feature_names, uri}, v2: ...}}}]
+                     weight: 0.1, kind: weight}}, versions: {v1: {feature_names, uri}, v2: ...}}}]
     - name: f--v1              route_prefix: null (handles only)   import_path: ...app:build_model_app
       args: {family: f, version: v1, home, uri, sha256, feature_names}
       deployments: [{name: model-v1, num_replicas ← spec.serving.replicas,
@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, ValidationError, model_serializer
 
 from ...api.v1alpha1.modelversion import ModelVersionSpec, ServingMode
 
@@ -48,6 +48,10 @@ STABLE: Final = "stable"
 CANARY: Final = "canary"
 SHADOW: Final = "shadow"
 ROLES: Final = (STABLE, CANARY, SHADOW)
+#: A canary's unit, as engine/decision/router.py KINDS: share of symbols (the default) or of decisions.
+COHORT: Final = "cohort"
+WEIGHT: Final = "weight"
+KINDS: Final = (COHORT, WEIGHT)
 #: URI schemes a Serve replica can open itself (object stores need a mount: use file:// on the volume).
 LOADABLE_SCHEMES: Final = ("local://", "file://")
 #: A sha256 mismatch or a missing file does not heal by retrying; a few retries cover a slow volume mount.
@@ -72,6 +76,7 @@ _SUFFIX = {
 }
 
 Role = Literal["stable", "canary", "shadow"]
+Kind = Literal["cohort", "weight"]
 
 
 class ServeConfigError(ValueError):
@@ -83,10 +88,21 @@ class _Strict(BaseModel):
 
 
 class Route(_Strict):
-    """One version's place in the router: its role and, for a canary, its share of symbols in [0, 1]."""
+    """One version's place in the router: its role and, for a canary, its share in [0, 1] of ``kind``:
+    ``cohort`` (symbols, the default: a route without a kind) or ``weight`` (decisions)."""
 
     role: Role
     weight: float = Field(default=0.0, ge=0.0, le=1.0)
+    kind: Kind = COHORT
+
+    @model_serializer(mode="wrap")
+    def _compact(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """``kind`` only when it is not the default, so a cohort route renders as it always did (no
+        ``user_config`` change, hence no reconfigure, for families that never use weight steps)."""
+        out: dict[str, Any] = handler(self)
+        if out.get("kind") == COHORT:
+            del out["kind"]
+        return out
 
 
 class VersionInfo(_Strict):
@@ -165,12 +181,13 @@ def parse_quantity(value: str, where: str) -> float:
 
 def default_routes(versions: Mapping[str, ModelVersionSpec]) -> dict[str, Route]:
     """Roles from the rollout spec, as the local runner assigns them (workloads/local/models.py): immediate →
-    stable; canary → canary at its first step's weight (the rollout controller moves it later); shadow →
-    scored on every decision, never acted on."""
+    stable; canary → canary at its first step's weight and unit (the rollout controller moves it later);
+    shadow → scored on every decision, never acted on."""
     out: dict[str, Route] = {}
     for name in sorted(versions):
         role, weight = versions[name].rollout.initial_route()
-        out[name] = Route(role=role, weight=weight)
+        kind = versions[name].rollout.initial_kind() if role == CANARY else COHORT
+        out[name] = Route(role=role, weight=weight, kind=kind)
     return out
 
 
@@ -179,26 +196,33 @@ def resolve_routes(
     *,
     weights: Mapping[str, float] | None = None,
     roles: Mapping[str, str] | None = None,
+    kinds: Mapping[str, str] | None = None,
 ) -> dict[str, Route]:
     """The spec's routes with the rollout controller's overrides: ``roles`` (version → role, e.g. a promoted
-    canary becomes stable) first, then ``weights`` (canary version → share of symbols in [0, 1])."""
+    canary becomes stable) first, then ``weights`` (canary version → share in [0, 1]) and ``kinds`` (canary
+    version → the share's unit, ``cohort`` or ``weight``; an unnamed canary keeps its spec's)."""
     routes = default_routes(versions)
     for name, role in (roles or {}).items():
         if name not in routes:
             raise ServeConfigError(f"roles: {name!r} is not a version of this family (versions: {sorted(routes)})")
         if role not in ROLES:
             raise ServeConfigError(f"roles[{name!r}]: role must be one of {ROLES}, got {role!r}")
-        keep = routes[name].weight if role == CANARY else 0.0
-        routes[name] = Route.model_validate({"role": role, "weight": keep})
-    for name, weight in (weights or {}).items():
+        keep = routes[name] if role == CANARY else Route(role=STABLE)
+        routes[name] = Route.model_validate({"role": role, "weight": keep.weight, "kind": keep.kind})
+    for name in set(weights or {}) | set(kinds or {}):
         route = routes.get(name)
         if route is None or route.role != CANARY:
             canaries = sorted(n for n, r in routes.items() if r.role == CANARY)
-            raise ServeConfigError(f"weights: {name!r} is not a canary of this family (canaries: {canaries})")
+            what = "weights" if name in (weights or {}) else "kinds"
+            raise ServeConfigError(f"{what}: {name!r} is not a canary of this family (canaries: {canaries})")
+        weight = (weights or {}).get(name, route.weight)
         w = float(weight)
         if not 0.0 <= w <= 1.0:  # also rejects NaN
             raise ServeConfigError(f"weights[{name!r}]: must be in [0, 1], got {weight!r}")
-        routes[name] = Route(role=CANARY, weight=w)
+        kind = (kinds or {}).get(name, route.kind)
+        if kind not in KINDS:
+            raise ServeConfigError(f"kinds[{name!r}]: must be one of {KINDS}, got {kind!r}")
+        routes[name] = Route.model_validate({"role": CANARY, "weight": w, "kind": kind})
     check_routes(routes)
     return routes
 
@@ -350,6 +374,7 @@ def build_family_apps(
     home: str | None = None,
     weights: Mapping[str, float] | None = None,
     roles: Mapping[str, str] | None = None,
+    kinds: Mapping[str, str] | None = None,
     route_prefix: str | None = None,
     router: RouterOptions = RouterOptions(),
     access_log: bool = False,
@@ -358,8 +383,8 @@ def build_family_apps(
 
     ``versions`` are the family's ModelVersions by name; those with ``spec.serving.mode: rayserve`` are
     served (a family whose stable runs in-process has no stable in the router: the decide workload routes
-    it itself and calls the served versions through ``ServeScorer``). ``weights``/``roles`` are the rollout
-    controller's current state (:func:`resolve_routes`); they change only the router's ``user_config``.
+    it itself and calls the served versions through ``ServeScorer``). ``weights``/``roles``/``kinds`` are the
+    rollout controller's current state (:func:`resolve_routes`); they change only the router's ``user_config``.
     ``home`` resolves ``local://`` URIs inside the replicas. ``access_log`` is off: Serve would write a log
     line per scored request.
     """
@@ -371,10 +396,10 @@ def build_family_apps(
         raise ServeConfigError(
             f"model family {family!r}: no ModelVersion with spec.serving.mode rayserve (versions: {sorted(versions)})"
         )
-    unserved = sorted((set(weights or {}) | set(roles or {})) - set(served))
+    unserved = sorted((set(weights or {}) | set(roles or {}) | set(kinds or {})) - set(served))
     if unserved:
-        raise ServeConfigError(f"weights/roles name versions not served by Ray Serve: {unserved}")
-    routes = resolve_routes(served, weights=weights, roles=roles)
+        raise ServeConfigError(f"weights/roles/kinds name versions not served by Ray Serve: {unserved}")
+    routes = resolve_routes(served, weights=weights, roles=roles, kinds=kinds)
     apps = [
         build_router_app(
             family, served, home=home, routes=routes, route_prefix=route_prefix, options=router, access_log=access_log

@@ -8,11 +8,12 @@ instead of failing. Rows are checked before they are queued, so one malformed re
 it would have joined. Batching parameters are the deployment's ``user_config``: :meth:`OnnxModel.reconfigure`.
 
 **Router** (:class:`FamilyRouter`, the family's ingress): its ``user_config`` holds the routing table and the
-versions it routes to; every routing decision is the engine's :class:`ModelRouter` (symbol cohort by
-blake2b, canary ranges in version-name order, exactly as the in-process router of a local run), so a symbol
-goes to the same version in-process and through Serve. The ModelRouter here is a routing table only: its
-scorers carry the feature names; scoring happens in the model deployments, the routed one and every shadow
-concurrently. A failing shadow is recorded in ``error``, never raised (as in-process).
+versions it routes to; every routing decision is the engine's :class:`ModelRouter` (a canary's share of
+symbols by the symbol's blake2b cohort, or of decisions by the blake2b of (symbol, request key); canary
+ranges in version-name order, exactly as the in-process router of a local run), so a symbol — or a decision
+with the same key — goes to the same version in-process and through Serve. The ModelRouter here is a
+routing table only: its scorers carry the feature names; scoring happens in the model deployments, the
+routed one and every shadow concurrently. A failing shadow is recorded in ``error``, never raised (as in-process).
 :meth:`FamilyRouter.reconfigure` validates the new table completely, then swaps it in with one assignment:
 requests in flight finish on the old table; an invalid table leaves the old one in force.
 
@@ -51,6 +52,7 @@ from ..training.registry import INTERVAL_FILE
 from .artifacts import ArtifactError, load_artifact
 from .config import (
     SHADOW,
+    RouterConfig,
     ServeConfigError,
     model_app_name,
     model_deployment_name,
@@ -213,6 +215,18 @@ class _RouteOnly:
         raise RuntimeError(f"{self.version}: the Serve router only routes; the model deployment scores")
 
 
+def routing_table(cfg: RouterConfig) -> ModelRouter:
+    """The engine router of a validated ``user_config``: every route (role, share, kind) in version-name
+    order, as workloads/local/models.py builds it in-process, so both route a symbol or a keyed decision
+    the same way. Its scorers only carry feature names (scoring happens in the model deployments)."""
+    return ModelRouter(
+        [
+            RoutedModel(v, r.role, r.weight, _RouteOnly(v, cfg.versions[v].feature_names), kind=r.kind)
+            for v, r in sorted(cfg.routes.items())
+        ]
+    )
+
+
 @dataclass(frozen=True)
 class _Table:
     """What one reconfigure produced; replaced whole, so a request sees one table from start to end."""
@@ -227,7 +241,8 @@ class _Table:
 
 
 class FamilyRouter:
-    """The family's ingress: route by symbol cohort (engine ModelRouter), score routed + shadows in Serve."""
+    """The family's ingress: route by symbol cohort or by decision (engine ModelRouter), score routed +
+    shadows in Serve."""
 
     def __init__(self, args: Mapping[str, Any]) -> None:
         spec = parse_router_args(args)
@@ -239,13 +254,11 @@ class FamilyRouter:
         self._table: _Table | None = None
 
     def reconfigure(self, user_config: Mapping[str, Any]) -> None:
-        """Replace the routing table (``{"routes": {v: {role, weight}}, "versions": {v: {feature_names,
-        uri}}}``); an invalid one raises and leaves the table in force unchanged."""
+        """Replace the routing table (``{"routes": {v: {role, weight, kind?}}, "versions": {v: {feature_names,
+        uri}}}``; no kind → cohort); an invalid one raises and leaves the table in force unchanged."""
         cfg = parse_router_config(user_config)
         ordered = sorted(cfg.routes.items())  # version-name order, as workloads/local/models.py builds it
-        router = ModelRouter(
-            [RoutedModel(v, r.role, r.weight, _RouteOnly(v, cfg.versions[v].feature_names)) for v, r in ordered]
-        )
+        router = routing_table(cfg)
         models = {v: self._handle(v) for v, _ in ordered}
         getters = {}
         for v, _ in ordered:
@@ -282,11 +295,12 @@ class FamilyRouter:
             values = tuple(features.get(n, math.nan) for n in names)
         return np.array(values, dtype=np.float64).reshape(1, -1)
 
-    async def score(self, symbol: str, features: Mapping[str, Any]) -> dict[str, Any]:
+    async def score(self, symbol: str, features: Mapping[str, Any], key: str | int | None = None) -> dict[str, Any]:
         """The routed version's p_up (with its interval) and every shadow's: the fields of engine RoutedScore,
-        plus the symbol's cohort."""
+        plus the symbol's cohort. ``key`` names the decision for weight canaries (as ``ModelRouter.score``:
+        the same key routes the same way on every replica and in-process; None → the symbol)."""
         table = self._current()
-        version, role = table.router.route(symbol)
+        version, role = table.router.route(symbol, key)
         primary = table.models[version].predict.remote(self._row(table, version, features))
         pending = [(s, table.models[s].predict.remote(self._row(table, s, features))) for s in table.shadows]
         try:
@@ -344,12 +358,14 @@ class FamilyRouter:
             "versions": [] if table is None else sorted(table.models),
             "routes": {} if table is None else table.config["routes"],
             "weights": {} if table is None else table.router.weights(),
+            "kinds": {} if table is None else table.router.kinds(),
             "reconfigures": self._reconfigures,
         }
 
     async def __call__(self, request: Request) -> Response:
-        """HTTP: GET → :meth:`routes`; POST ``{"symbol", "features"}`` → :meth:`score`; POST ``{"version",
-        "rows"}`` → :meth:`predict`. JSON both ways, NaN as null."""
+        """HTTP: GET → :meth:`routes`; POST ``{"symbol", "features", "key"?}`` → :meth:`score` (``key``: a
+        string or integer naming the decision, for weight canaries); POST ``{"version", "rows"}`` →
+        :meth:`predict`. JSON both ways, NaN as null."""
         if request.method == "GET":
             return _json(self.routes())
         try:
@@ -358,9 +374,12 @@ class FamilyRouter:
                 raise ValueError("body: expected a JSON object")
             if "symbol" in body:
                 features = body.get("features") or {}
+                key = body.get("key")
                 if not isinstance(body["symbol"], str) or not isinstance(features, dict):
                     raise ValueError("body: symbol must be a string and features an object")
-                return _json(await self.score(body["symbol"], features))
+                if key is not None and (isinstance(key, bool) or not isinstance(key, str | int)):
+                    raise ValueError("body: key must be a string or an integer")
+                return _json(await self.score(body["symbol"], features, key))
             if "version" in body and "rows" in body:
                 rows = np.array(body["rows"], dtype=np.float64)  # null → NaN
                 return _json({"p_up": (await self.predict(str(body["version"]), rows)).tolist()})

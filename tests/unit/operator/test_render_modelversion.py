@@ -152,7 +152,7 @@ def test_serve_config_is_the_serve_builders_output(variant: str) -> None:
     apps = {a["name"]: a for a in config["applications"]}
     assert set(apps) == {FAMILY, *(f"{FAMILY}--{n}" for n in expected or [])}
     routes = apps[FAMILY]["deployments"][0]["user_config"]["routes"]
-    assert routes["ofi-lgbm-v2"] == {"role": "canary", "weight": 0.05}  # the first canary step, 5 %
+    assert routes["ofi-lgbm-v2"] == {"role": "canary", "weight": 0.05, "kind": "weight"}  # first step: 5 % of decisions
     if "ofi-lgbm-v1" in routes:
         assert routes["ofi-lgbm-v1"] == {"role": "stable", "weight": 0.0}
     for app in config["applications"]:

@@ -176,7 +176,7 @@ def test_the_rayservice_router_user_config_carries_the_rollout_weights_and_roles
         return dict(router["deployments"][0]["user_config"]["routes"])
 
     weights, roles = family_routes("ofi-lgbm", [stable, cand]).only(["ofi-lgbm-v2"])  # v1 is in-process
-    assert routes_of(weights, roles) == {"ofi-lgbm-v2": {"role": "canary", "weight": 0.05}}
+    assert routes_of(weights, roles) == {"ofi-lgbm-v2": {"role": "canary", "weight": 0.05, "kind": "weight"}}
     assert routes_of({"ofi-lgbm-v2": 0.2}, None)["ofi-lgbm-v2"]["weight"] == 0.2
     assert routes_of(None, {"ofi-lgbm-v2": "stable"})["ofi-lgbm-v2"] == {"role": "stable", "weight": 0.0}
 

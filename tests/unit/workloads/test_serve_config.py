@@ -106,7 +106,7 @@ class TestRendering:
         assert deployment["user_config"] == {
             "routes": {
                 "v1": {"role": "stable", "weight": 0.0},
-                "v2": {"role": "canary", "weight": 0.1},  # the first canary step
+                "v2": {"role": "canary", "weight": 0.1, "kind": "weight"},  # the first canary step (weightPct)
                 "v3": {"role": "shadow", "weight": 0.0},
             },
             "versions": {v: {"feature_names": NAMES, "uri": "local://models/x.onnx"} for v in ("v1", "v2", "v3")},
@@ -164,7 +164,7 @@ class TestRolloutChangesOnlyUserConfig:
         before = build_family_apps("fam", family())
         after = build_family_apps("fam", family(), weights={"v2": 0.5})
         assert self.frozen(after) == self.frozen(before)
-        assert router_config(after)["routes"]["v2"] == {"role": "canary", "weight": 0.5}
+        assert router_config(after)["routes"]["v2"] == {"role": "canary", "weight": 0.5, "kind": "weight"}
         assert by_name(after)["fam--v1"] == by_name(before)["fam--v1"]  # model apps untouched
 
     def test_promotion(self) -> None:
@@ -199,9 +199,9 @@ class TestRoutes:
         cohort = spec({"strategy": "canary", "steps": [{"cohortPct": 25}]})
         assert default_routes(family(v4=cohort)) == {
             "v1": Route(role="stable"),
-            "v2": Route(role="canary", weight=0.1),
+            "v2": Route(role="canary", weight=0.1, kind="weight"),  # weightPct: a share of decisions
             "v3": Route(role="shadow"),
-            "v4": Route(role="canary", weight=0.25),
+            "v4": Route(role="canary", weight=0.25),  # cohortPct: a share of symbols (the default kind)
         }
 
     @pytest.mark.parametrize(
@@ -329,6 +329,7 @@ class FakeTransport:
     def __init__(self) -> None:
         self.mode = "ok"
         self.calls = 0
+        self.keys: list[str | int | None] = []
 
     def _maybe_fail(self) -> None:
         self.calls += 1
@@ -341,8 +342,11 @@ class FakeTransport:
         self._maybe_fail()
         return np.full(len(rows), 0.6)
 
-    def score(self, symbol: str, features: Mapping[str, float], timeout_s: float) -> dict[str, Any]:
+    def score(
+        self, symbol: str, features: Mapping[str, float], timeout_s: float, key: str | int | None = None
+    ) -> dict[str, Any]:
         self._maybe_fail()
+        self.keys.append(key)
         return {
             "p_up": 0.7, "p_low": None, "p_high": 0.8, "version": "v2", "role": "canary",
             "shadow": [["v3", None], ["v4", 0.4]], "error": "v3: TimeoutError: ",
@@ -409,9 +413,11 @@ class TestClient:
         assert transport.calls == 0
 
     def test_score_is_a_routed_score(self) -> None:
-        client, _, _, _ = self.make()
+        client, transport, _, _ = self.make()
         got = client.score("BTCUSDT", {"ret_1_bps": 1.0})
         assert isinstance(got, engine_router.RoutedScore)
+        client.score("BTCUSDT", {"ret_1_bps": 1.0}, key=1_700_000_000_000_000_123)
+        assert transport.keys == [None, 1_700_000_000_000_000_123]  # the decision key reaches the Serve router
         assert (got.p_up, got.version, got.role, got.error, got.p_high) == (
             0.7,
             "v2",

@@ -141,6 +141,11 @@ class RolloutStep(ApiModel):
             raise ValueError("set exactly one of weightPct or cohortPct")
         return self
 
+    @property
+    def kind(self) -> Literal["weight", "cohort"]:
+        """The router unit of this step's share: ``weight`` (decisions) or ``cohort`` (symbols)."""
+        return "cohort" if self.cohort_pct is not None else "weight"
+
 
 class AnalysisThresholds(ApiModel):
     """Candidate limits; a breach fails the analysis run. Unset thresholds are not checked."""
@@ -196,6 +201,18 @@ class RolloutSpec(ApiModel):
             pct = (first.weight_pct or first.cohort_pct or 0.0) if first is not None else 0.0
             return "canary", pct / 100.0
         return "shadow", 0.0
+
+    def step_kind(self, index: int | None) -> Literal["weight", "cohort"]:
+        """The router unit (``weight``: share of decisions, ``cohort``: share of symbols) of canary step
+        ``index`` (past the last step: the last one, as the rollout controller does); ``cohort`` — the
+        router's default — when there are no steps."""
+        if not self.steps:
+            return "cohort"
+        return self.steps[min(max(index or 0, 0), len(self.steps) - 1)].kind
+
+    def initial_kind(self) -> Literal["weight", "cohort"]:
+        """The unit of :meth:`initial_route`'s weight: a canary's first step's; ``cohort`` otherwise."""
+        return self.step_kind(0) if self.strategy is RolloutStrategy.CANARY else "cohort"
 
 
 class ModelVersionSpec(ApiModel):
