@@ -1,6 +1,7 @@
 """Reconcile one ModelVersion's rollout: read the stored state, gather the inputs (a manual command, the
 drawdown guard, an analysis when one is due), ask engine/rollout's controller what to do, then store the state
-in the status, post its events and re-render the family's routes.
+in the status, append the analysis to the version's comparison report (ConfigMap ``<name>-rollout-report``),
+post its events and re-render the family's routes.
 
 Why the logic is not here: ``engine.rollout.advance`` is the rollout (the same function drives ``tradeplane
 run`` and the tests with a fake clock); this module only reads objects and writes the answer. The decision
@@ -23,7 +24,8 @@ from typing import TYPE_CHECKING, Any
 from ...api.v1alpha1 import API_VERSION, ModelVersionSpec
 from ...api.v1alpha1.modelversion import RolloutStrategy
 from .. import naming, reasons
-from ..kube import KubeClient
+from ..kube import KubeClient, KubeError
+from ..render.rollout_report import render_report_configmap, report_config_map_name, stored_report
 from ..render.routes import stable_version
 from ..status.rollout import api_patch, rollout_conditions
 
@@ -34,6 +36,8 @@ if TYPE_CHECKING:
 Analysis = Callable[[ModelVersionSpec, "RolloutState", datetime, Sequence[str]], "AnalysisVerdict"]
 #: Rollout strategies the controller drives here; ``immediate`` versions are stable from the start.
 DRIVEN = (RolloutStrategy.CANARY, RolloutStrategy.SHADOW)
+#: Event reason when the comparison report could not be written (the rollout itself went on).
+REPORT_FAILED = "RolloutReportFailed"
 
 _locks: dict[tuple[str, str], threading.Lock] = {}
 _locks_guard = threading.Lock()
@@ -291,6 +295,9 @@ def reconcile_rollout(
     if plan.status is not None:
         kube.patch_status(API_VERSION, "ModelVersion", namespace, name, plan.status)
         result.writes += 1
+    if verdict is not None and spec is not None and state is not None and plan.transition is not None:
+        result.events += write_report(kube, current, spec, state, plan.transition.state, verdict, now)
+        result.writes += 1
     if plan.clear_command:
         notes = {naming.ROLLOUT_COMMAND: None, naming.ROLLOUT_COMMAND_BY: None}
         kube.patch(API_VERSION, "ModelVersion", namespace, name, {"metadata": {"annotations": notes}})
@@ -298,6 +305,40 @@ def reconcile_rollout(
     if on_routes is not None and plan.transition is not None and (plan.transition.route_changed or state is None):
         result.events += on_routes(namespace, family)
     return result
+
+
+def write_report(
+    kube: KubeClient,
+    mv: Mapping[str, Any],
+    spec: ModelVersionSpec,
+    before: RolloutState,
+    after: RolloutState,
+    verdict: AnalysisVerdict,
+    now: datetime,
+) -> list[tuple[str, str, str]]:
+    """Append the analysis just applied (``before`` → ``after`` at ``now``) to the version's comparison report,
+    the ConfigMap ``<name>-rollout-report`` (read, append, bounded to the last MAX_REPORT_ROWS, apply).
+
+    Why a failed write is only a Warning event: the status is the rollout's record and its resume point; the
+    report is for people, so an API hiccup must not fail (and repeat) the pass that already stored the verdict.
+    An unreadable stored report starts over."""
+    from ...engine.rollout import RolloutReport, row_for
+
+    md = mv["metadata"]
+    namespace, name = str(md["namespace"]), str(md["name"])
+    cm_name = report_config_map_name(name)
+    try:
+        doc = stored_report(kube.get("v1", "ConfigMap", namespace, cm_name))
+        try:
+            rows = RolloutReport.from_json(doc).rows if doc is not None else ()
+        except ValueError:
+            rows = ()
+        report = RolloutReport(name, before.stable, spec.rollout.strategy.value, rows)
+        report = report.with_row(row_for(before, after, verdict, now))
+        kube.apply(render_report_configmap(mv, report.to_json(), report.markdown()))
+    except KubeError as exc:
+        return [("Warning", REPORT_FAILED, f"rollout report ConfigMap {cm_name}: {exc}")]
+    return []
 
 
 def utcnow() -> datetime:

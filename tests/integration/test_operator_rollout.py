@@ -1,13 +1,15 @@
 """Canary rollouts driven by the operator (its own process) against the real API server, with analyses over
 a real ClickHouse server: promotion through every step, rollback on calibration drift, too few samples never
-promote, a SIGKILL mid-rollout resumes at the same step, and the CLI's abort/retry.
+promote, a SIGKILL mid-rollout resumes at the same step, the CLI's abort/retry, rollback on latency, and a shadow
+that is only compared (events, status, the report ConfigMap growing) until `tradeplane rollout promote`.
 
 The world (inserted once through the store): four symbols, a decision every 20 ms per symbol over the whole
 test, label horizon 1 s (``spec.training.horizonSeconds``). Each decision has a true P(up) q in {0.35, 0.55,
 0.75}, and its label is drawn *exactly* (Bresenham: ups per q-bucket track q to within one decision), so a
 calibrated model's bucket drift is ~0 and a shifted one's is ~ −20 pp — no flaky statistics. clf-v1 (stable)
-scores q + 0.04 on two symbols; clf-v2 (good) scores q and clf-v3 (miscalibrated) q + 0.15 on the other two;
-clf-v9 has no rows at all.
+scores q + 0.04 on two symbols, and clf-v5 (a shadow) scores those same decisions with q; clf-v2 (good) scores
+q, clf-v3 (miscalibrated) q + 0.15 and clf-v4 (slow: 15 ms per inference against the stable's 1 ms) q on the
+other two; clf-v9 has no rows at all.
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ SYMBOLS = ("AAAUSDT", "BBBUSDT", "CCCUSDT", "DDDUSDT")
 CANDIDATE_SYMBOLS = SYMBOLS[:2]
 Q = (0.35, 0.55, 0.75)
 SPAN_S = 420  # the world covers the whole module's run
+STABLE_NS = 1_000_000  # every decision's inference latency: 1 ms …
+SLOW_NS = 15_000_000  # … but clf-v4's: 15 × the stable's, 3 × the default 5 ms ceiling
 SIG = "8ba7689c1d92d99d92bcf2d9547091072f2be1b2036bbfda5cbb100b4e92eceb"
 NAMES = ["ret_1_bps", "ret_5_bps", "ret_15_bps", "ret_60_bps", "rv", "rv_long", "rv_ratio", "rv_pct", "atr_bps",
          "bb_width", "bb_squeeze_turn", "range_bps", "close_location", "hour_sin", "hour_cos", "hours_to_funding",
@@ -82,15 +86,20 @@ def _world(t0: int) -> tuple[dict[str, Any], dict[str, list[Any]]]:
         rows["bid_px"][:, 0], rows["ask_px"][:, 0] = mid * 0.99999, mid * 1.00001
         rows["bid_qty"][:, 0] = rows["ask_qty"][:, 0] = 1.0
         tops[s * n : (s + 1) * n] = rows
-        scorers = [("clf-v2", q), ("clf-v3", np.clip(q + 0.15, 0, 1))] if SYMBOLS[s] in CANDIDATE_SYMBOLS else \
-            [("clf-v1", np.clip(q + 0.04, 0, 1))]  # fmt: skip
-        for version, p in scorers:
-            _append(sig, SYMBOLS[s], version, ts, p)
+        if SYMBOLS[s] in CANDIDATE_SYMBOLS:
+            _append(sig, SYMBOLS[s], "clf-v2", ts, q)
+            _append(sig, SYMBOLS[s], "clf-v3", ts, np.clip(q + 0.15, 0, 1))
+            _append(sig, SYMBOLS[s], "clf-v4", ts, q, latency_ns=SLOW_NS)
+        else:  # the stable decides; the shadow clf-v5 scores the same decisions, calibrated
+            _append(sig, SYMBOLS[s], "clf-v1", ts, np.clip(q + 0.04, 0, 1), shadow=("clf-v5", q))
     return book_top_rows(tops, [f"{VENUE}:{s}" for s in SYMBOLS]), sig
 
 
-def _append(cols: dict[str, list[Any]], symbol: str, version: str, ts: np.ndarray, p: np.ndarray) -> None:
+def _append(cols: dict[str, list[Any]], symbol: str, version: str, ts: np.ndarray, p: np.ndarray, *,
+            latency_ns: int = STABLE_NS, shadow: tuple[str, np.ndarray] | None = None) -> None:  # fmt: skip
     n = ts.size
+    shadow_versions = [[shadow[0]] for _ in range(n)] if shadow else [[] for _ in range(n)]
+    shadow_p_up = [[x] for x in shadow[1].tolist()] if shadow else [[] for _ in range(n)]
     decision = np.where(p >= 0.6, "enter-long", np.where(p <= 0.4, "enter-short", "skip"))
     values: dict[str, Any] = {
         "strategy": ["desk"] * n, "symbol": [symbol] * n, "ts": ts.tolist(),
@@ -102,8 +111,8 @@ def _append(cols: dict[str, list[Any]], symbol: str, version: str, ts: np.ndarra
         "reason": ["" if d != "skip" else "BELOW_KAPPA" for d in decision], "reason_detail": [""] * n,
         "regime": ["calm"] * n, "contribution_names": [[] for _ in range(n)],
         "contribution_values": [[] for _ in range(n)], "model_version": [version] * n,
-        "shadow_versions": [[] for _ in range(n)], "shadow_p_up": [[] for _ in range(n)],
-        "config_rev": ["rev1"] * n, "cooldown_until": [0] * n, "latency_ns": [1_000_000] * n,
+        "shadow_versions": shadow_versions, "shadow_p_up": shadow_p_up,
+        "config_rev": ["rev1"] * n, "cooldown_until": [0] * n, "latency_ns": [latency_ns] * n,
         "size_mult": [1.0] * n, "tp_mult": [1.0] * n, "sl_mult": [1.0] * n, "rules_fired": [[] for _ in range(n)],
         "quality_flags": [0] * n, "run_id": ["desk"] * n,
     }  # fmt: skip
@@ -131,7 +140,7 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The operator's home: each candidate's offline calibration curve beside its (absent) model file,
     calibrated at the bucket centres (what training's calibration.json holds)."""
     root = tmp_path_factory.mktemp("home")
-    for version in ("v2", "v3", "v9"):
+    for version in ("v2", "v3", "v4", "v5", "v9"):
         d = root / "models" / "clf" / version
         d.mkdir(parents=True)
         (d / "calibration.json").write_text(json.dumps({"hitRate": [(b + 0.5) / 10 for b in range(10)],
@@ -155,6 +164,7 @@ def _mv(name: str, *, strategy: str, serving: str = "in-process", steps: int = 3
     rollout: dict[str, Any] = {"strategy": strategy}
     if strategy == "canary":
         rollout["steps"] = [{"weightPct": w, "pauseSeconds": pause} for w in (10, 50, 100)[-steps:]]
+    if strategy in ("canary", "shadow"):
         rollout["analysis"] = {"intervalSeconds": 5, "minSamples": 100, "maxConsecutiveFailures": 1,
                                "thresholds": {"maxEce": 0.1}, **(analysis or {})}  # fmt: skip
     return {
@@ -314,3 +324,83 @@ def test_a_sigkilled_operator_resumes_the_rollout_at_the_same_step(
     finally:
         op.stop()
     assert "Traceback" not in op.text(), op.text()[-4000:]
+
+
+def _report(cluster: KubernetesCluster, ns: str, name: str) -> dict[str, Any]:
+    """The operator's comparison report of ``name`` (its ConfigMap's report.json), {} before the first analysis."""
+    cm = get(cluster, ns, "configmap", f"{name}-rollout-report")
+    return json.loads(cm["data"]["report.json"]) if cm else {}
+
+
+def test_a_slow_candidate_is_rolled_back_on_latency_at_its_first_judged_analysis(
+    cluster: KubernetesCluster, namespace: str, operator: OperatorProcess
+) -> None:
+    ns = namespace
+    _apply(cluster, ns, _mv("clf-v1", strategy="immediate"), _mv("clf-v4", strategy="canary", serving="rayserve"))
+    st = wait_for(lambda: (s := _status(cluster, ns, "clf-v4")).get("phase") == "RolledBack" and s, 40,
+                  "clf-v4 rolled back")  # fmt: skip
+    assert st["failures"] == 1 and st["weightPct"] == 0.0  # its first judged analysis (maxConsecutiveFailures 1)
+    assert [h["phase"] for h in st["history"]] == ["Canary", "RolledBack"]
+    reason = st["history"][-1]["reason"]
+    assert "latency_p99_ms 15 ms > ceiling 5 ms (stable 1 ms)" in reason, reason  # the metric and both values
+    latency = next(r for r in st["analysis"] if r["metric"] == "latency_p99_ms")
+    assert latency == {**latency, "candidate": 15.0, "stable": 1.0, "threshold": 5.0, "passed": False}
+    assert [r["metric"] for r in st["analysis"] if not r["passed"]] == ["latency_p99_ms"]  # otherwise as good
+    rolled = [e for e in _events(cluster, ns, "clf-v4") if e["reason"] == "RolledBack"]
+    assert rolled and rolled[0]["type"] == "Warning" and "latency_p99_ms" in rolled[0]["message"]
+    assert wait_for(lambda: _routes(cluster, ns).get("weights", {}).get("clf-v4") == 0.0, 20, "route weight 0")
+    assert _routes(cluster, ns)["roles"] == {"clf-v1": "stable", "clf-v4": "canary"}
+    assert wait_for(lambda: _user_config(cluster, ns).get("clf-v4") == {"role": "canary", "weight": 0.0}, 20,
+                    "RayService weight 0")  # fmt: skip
+    report = _report(cluster, ns, "clf-v4")  # a canary's analyses go to the same report
+    assert [(r["verdict"], r["phase"]) for r in report["rows"]] == [("Fail", "RolledBack")]
+
+
+def test_a_shadow_is_compared_never_promoted_by_itself_and_the_cli_promotes_it(
+    cluster: KubernetesCluster, namespace: str, operator: OperatorProcess
+) -> None:
+    ns = namespace
+    _apply(cluster, ns, _mv("clf-v1", strategy="immediate"), _mv("clf-v5", strategy="shadow", serving="rayserve"))
+    sizes: list[int] = []
+
+    def two_analyses() -> dict[str, Any] | None:
+        rows = _report(cluster, ns, "clf-v5").get("rows", [])
+        if rows and (not sizes or sizes[-1] != len(rows)):
+            sizes.append(len(rows))
+        return _report(cluster, ns, "clf-v5") if len(rows) >= 2 else None
+
+    report = wait_for(two_analyses, 40, "two analyses in the report", interval=0.3)
+    assert sizes[0] == 1 and sizes[-1] >= 2  # the report grew analysis by analysis
+    st = _status(cluster, ns, "clf-v5")
+    # both analyses passed (a canary would have moved on), yet it stays a shadow at weight 0
+    assert st["phase"] == "Shadow" and st["weightPct"] == 0.0 and [h["phase"] for h in st["history"]] == ["Shadow"]
+    assert st["rollout"]["lastVerdict"] == "Pass" and st["failures"] == 0
+    by_metric = {r["metric"]: r for r in st["analysis"]}
+    assert {"latency_p99_ms", "brier", "ece", "calibration_drift_pp", "decision_agreement"} <= set(by_metric)
+    assert all(r["passed"] for r in st["analysis"]) and by_metric["brier"]["candidate"] < by_metric["brier"]["stable"]
+    compared = [e for e in _events(cluster, ns, "clf-v5") if e["reason"] == "ShadowComparison"]
+    assert len(compared) >= 2 and all(e["type"] == "Normal" and e["message"].startswith("Pass") for e in compared)
+    assert _routes(cluster, ns)["roles"] == {"clf-v1": "stable", "clf-v5": "shadow"}
+    # the report: one row per analysis, each metric with both values and the delta
+    assert report["candidate"] == "clf-v5" and report["stable"] == "clf-v1" and report["strategy"] == "shadow"
+    first, second = report["rows"][:2]
+    assert first["verdict"] == second["verdict"] == "Pass" and first["time"] < second["time"]
+    assert first["windowSeconds"] >= 5 and second["windowSeconds"] > first["windowSeconds"]  # since the start
+    brier = next(m for m in second["metrics"] if m["metric"] == "brier")
+    assert brier["delta"] == pytest.approx(brier["candidate"] - brier["stable"]) and brier["delta"] < 0
+    cm = get(cluster, ns, "configmap", "clf-v5-rollout-report")
+    assert cm["metadata"]["ownerReferences"][0]["name"] == "clf-v5"
+    md = _cli(cluster, "report", "clf-v5", "-n", ns)
+    assert md.returncode == 0, md.stderr
+    assert "# Rollout report: clf-v5 (shadow) against stable clf-v1" in md.stdout and "## brier" in md.stdout
+    js = _cli(cluster, "report", "clf-v5", "-n", ns, "--format", "json")
+    assert js.returncode == 0 and len(json.loads(js.stdout)["rows"]) >= 2, js.stderr
+    # promoted by hand only; the routes follow
+    out = _cli(cluster, "promote", "clf-v5", "-n", ns, "--wait", "10")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "Shadow → Promoted" in out.stdout and "promoted manually by" in out.stdout
+    routes = wait_for(lambda: (r := _routes(cluster, ns)).get("roles", {}).get("clf-v5") == "stable" and r, 20,
+                      "clf-v5 stable in the routes")  # fmt: skip
+    assert routes["roles"]["clf-v1"] == "canary" and routes["weights"]["clf-v1"] == 0.0
+    assert wait_for(lambda: _user_config(cluster, ns)["clf-v5"]["role"] == "stable", 20, "stable in user_config")
+    assert _status(cluster, ns, "clf-v5")["rollout"]["previousStable"] == "clf-v1"

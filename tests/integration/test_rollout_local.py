@@ -157,6 +157,14 @@ def test_a_miscalibrated_candidate_is_rolled_back_on_calibration_drift(
     assert read_state(home, "ofi-lgbm-v3")["phase"] == "RolledBack"  # type: ignore[index]
     # the shadow v2 was compared on the same schedule and never changed phase
     assert summary.rollouts["ofi-lgbm-v2"]["phase"] == "Shadow"
+    # its comparison report: one row per analysis, in the files the run summary (and run.json) points to
+    shadow = summary.rollouts["ofi-lgbm-v2"]
+    rows = json.loads(Path(shadow["reportJson"]).read_text())["rows"]
+    assert len(rows) == shadow["reportRows"] == shadow["analyses"] >= 2 and rows[0]["time"] < rows[-1]["time"]
+    assert {m["metric"] for m in rows[-1]["metrics"]} >= {"latency_p99_ms", "decision_agreement"}
+    assert Path(shadow["report"]).read_text().startswith("# Rollout report: ofi-lgbm-v2 (shadow) against stable")
+    run = json.loads((summary.out / "run.json").read_text())["rollouts"]
+    assert run["ofi-lgbm-v2"]["report"] == shadow["report"] and run["ofi-lgbm-v3"]["phase"] == "RolledBack"
 
 
 def test_a_promote_command_written_mid_run_is_applied(trained: tuple[Path, Path], tmp_path: Path) -> None:

@@ -1,9 +1,11 @@
-"""`tradeplane rollout status|promote|abort|retry NAME`: look at and steer a ModelVersion's rollout.
+"""`tradeplane rollout status|report|promote|abort|retry NAME`: look at and steer a ModelVersion's rollout.
 
-Cluster (default): ``status`` reads the ModelVersion's status; the commands set the annotation
+Cluster (default): ``status`` reads the ModelVersion's status, ``report`` the comparison report the operator
+keeps in the ConfigMap ``<name>-rollout-report``; the commands set the annotation
 ``tradeplane.io/rollout-command`` (and ``-by``), which the operator applies in its next pass and removes; with
 ``--wait`` the command waits for the phase to change. Local (``--home DIR``): the files of ``tradeplane run``
-(``<home>/rollouts/<version>.json`` and ``.command.json``), which the local loop reads and consumes.
+(``<home>/rollouts/<version>.json``, ``-report.json``/``.md`` and ``.command.json``), which the local loop
+writes, reads and consumes.
 
 Why an annotation and not a status write: the status belongs to the controller (it is its resume point);
 a request written next to the spec is applied once, in order with everything else the controller sees.
@@ -31,8 +33,10 @@ GROUP: Final = "tradeplane.io"
 COMMAND_ANNOTATION: Final = f"{GROUP}/rollout-command"  #: = operator/naming.ROLLOUT_COMMAND (a test keeps them equal)
 COMMAND_BY_ANNOTATION: Final = f"{GROUP}/rollout-command-by"
 ACTIONS: Final = ("promote", "abort", "retry")
+REPORT_SUFFIX: Final = "-rollout-report"  #: = operator/render/rollout_report.report_config_map_name's suffix
+REPORT_KEYS: Final = {"md": "report.md", "json": "report.json"}  #: --format → the ConfigMap's data key
 
-rollout_app = typer.Typer(help="Canary/shadow rollouts of ModelVersions: status, promote, abort, retry.",
+rollout_app = typer.Typer(help="Canary/shadow rollouts of ModelVersions: status, report, promote, abort, retry.",
                           no_args_is_help=True)  # fmt: skip
 
 Namespace = Annotated[str | None, typer.Option("--namespace", "-n", help="Namespace (TRADEPLANE_NAMESPACE).")]
@@ -154,6 +158,60 @@ def status(name: Name, namespace: Namespace = None, home: Home = None,
     except CliError as exc:
         raise _fail(exc) from None
     typer.echo(json.dumps(st, indent=2, sort_keys=True) if output == "json" else render_status(name, st))
+
+
+def _cluster_report(namespace: str, name: str, fmt: str) -> str:
+    kube = _client()
+    from ..operator.kube import KubeError
+
+    try:
+        cm: dict[str, Any] | None = kube.get("v1", "ConfigMap", namespace, f"{name}{REPORT_SUFFIX}")
+    except KubeError as exc:
+        raise CliError(API_ERROR, f"ConfigMap {namespace}/{name}{REPORT_SUFFIX}: {exc}") from None
+    except Exception as exc:  # transport errors
+        raise CliError(API_ERROR, f"ConfigMap {namespace}/{name}{REPORT_SUFFIX}: {type(exc).__name__}: {exc}") from None
+    if cm is None:
+        _get(kube, namespace, name)  # an unknown version says so
+        raise CliError(UNKNOWN, f"ModelVersion {namespace}/{name} has no rollout report yet (no analysis has run)")
+    text = (cm.get("data") or {}).get(REPORT_KEYS[fmt])
+    if text is None:
+        raise CliError(API_ERROR, f"ConfigMap {namespace}/{name}{REPORT_SUFFIX} has no {REPORT_KEYS[fmt]}")
+    return str(text)
+
+
+def _local_report(home: Path, name: str, fmt: str) -> str:
+    from ..workloads.rollout.local import report_paths
+
+    path = report_paths(home, name)[0 if fmt == "json" else 1]
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        _local_status(home, name)  # an unknown version says so
+        raise CliError(UNKNOWN, f"no rollout report of {name} under {home} yet ({path.name}: no analysis has run)"
+                       ) from None  # fmt: skip
+    except OSError as exc:
+        raise CliError(API_ERROR, f"{path}: {exc}") from None
+
+
+@rollout_app.command("report")
+def report(name: Name, namespace: Namespace = None, home: Home = None,
+           fmt: Annotated[str, typer.Option("--format", "-f", help="md or json.")] = "md") -> None:  # fmt: skip
+    """NAME's comparison report: every analysis (the last 100) with, per metric, stable, candidate, delta and
+    pass/fail — the record a shadow is judged by."""
+    if fmt not in REPORT_KEYS:
+        typer.echo("error: --format must be md or json", err=True)
+        raise typer.Exit(exit_codes.USAGE)
+    try:
+        text = _local_report(home, name, fmt) if home is not None else _cluster_report(_namespace(namespace), name, fmt)
+    except CliError as exc:
+        raise _fail(exc) from None
+    if fmt == "json":
+        try:
+            text = json.dumps(json.loads(text), indent=2, sort_keys=True)
+        except ValueError:
+            typer.echo("error: the stored report.json is not JSON", err=True)
+            raise typer.Exit(API_ERROR) from None
+    typer.echo(text.rstrip("\n"))
 
 
 def _command(action: str, name: str, namespace: str | None, home: Path | None, wait: float) -> None:

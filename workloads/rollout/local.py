@@ -11,18 +11,24 @@ controller only needs ``now``. So :class:`RolloutDriver.tick` is called from the
 3. when ``next_due`` says so, one analysis against the run's own chDB store (the signal writer is flushed
    first), labelled with the mids the desk saw (:class:`~.mids.TopRecorder`);
 4. the transition's route is applied to the family's ModelRouter when it changed, the state file
-   (``<home>/rollouts/<version>.json``, :func:`status_patch`) is written, events go to ``progress``.
+   (``<home>/rollouts/<version>.json``, :func:`status_patch`) is written, events go to ``progress``; after an
+   analysis, its row is appended to the comparison report (``<version>-report.json``/``.md``, :mod:`engine.
+   rollout.report`).
 
-Routes in-process: a canary's weight is ``route.canary_weights()``; a promoted canary gets weight 1.0 (every
-symbol routes to it, so it *is* the stable for the rest of the run); a rolled-back one weight 0. A shadow has
+Routes in-process: a canary's weight is ``route.canary_weights()``, of the unit of its step
+(``route.canary_kinds()``: ``weightPct`` → a share of decisions, ``cohortPct`` → a share of symbols); a
+promoted canary gets weight 1.0 (every decision routes to it, so it *is* the stable for the rest of the
+run); a rolled-back one weight 0. A shadow has
 no weight in the router, so its promotion is recorded (state file, summary) and takes effect when the
 manifests make it the stable version.
 
 **Attributed drawdown.** PnL (realized − fees + unrealized at the ledger's price) of the positions of the
-family's strategies in the symbols the router currently sends to the candidate, from the rollout's start,
-relative to the budget's initial equity; its peak-to-trough in percent is compared with that budget's
-``maxDrawdownPct`` (the worst budget wins). A symbol that changed hands mid-trade is charged to whoever holds
-it now: an approximation that errs toward rolling back.
+family's strategies in the symbols the candidate can currently score (``ModelRouter.reaches``: the symbols
+of its cohort for a cohort step, every symbol no cohort canary holds for a weight step, whose decisions it
+shares with the stable), from the rollout's start, relative to the budget's initial equity; its
+peak-to-trough in percent is compared with that budget's ``maxDrawdownPct`` (the worst budget wins). A symbol
+that changed hands mid-trade, or whose decisions are shared, is charged to the candidate in full: an
+approximation that errs toward rolling back.
 """
 
 from __future__ import annotations
@@ -39,15 +45,18 @@ from ...api.v1alpha1.modelversion import ModelVersionPhase, ModelVersionSpec, Ro
 from ...engine.decision.router import ModelRouter
 from ...engine.risk.engine import RiskEngine
 from ...engine.rollout import (
+    AnalysisVerdict,
     Command,
     GuardSignal,
     ManualCommand,
     OfflineCalibration,
+    RolloutReport,
     RolloutState,
     Route,
     Transition,
     advance,
     next_due,
+    row_for,
     status_patch,
 )
 from ..store.base import Store
@@ -64,6 +73,12 @@ def state_path(home: Path, version: str) -> Path:
     return home / ROLLOUTS_DIR / f"{version}.json"
 
 
+def report_paths(home: Path, version: str) -> tuple[Path, Path]:
+    """``<home>/rollouts/<version>-report.json`` and ``.md``: the comparison report, one row per analysis
+    (the same document and Markdown as the operator's ``<version>-rollout-report`` ConfigMap)."""
+    return home / ROLLOUTS_DIR / f"{version}-report.json", home / ROLLOUTS_DIR / f"{version}-report.md"
+
+
 def command_path(home: Path, version: str) -> Path:
     """``<home>/rollouts/<version>.command.json``: a pending manual command, consumed by the local loop."""
     return home / ROLLOUTS_DIR / f"{version}.command.json"
@@ -71,9 +86,13 @@ def command_path(home: Path, version: str) -> Path:
 
 def _write_atomic(path: Path, doc: Mapping[str, Any]) -> None:
     """Write via a temporary file and rename, so a reader never sees half a document."""
+    _write_text_atomic(path, json.dumps(doc, indent=2, sort_keys=True) + "\n")
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+    tmp.write_text(text)
     tmp.replace(path)
 
 
@@ -179,7 +198,9 @@ class RolloutDriver:
         self.state: RolloutState | None = None
         self.analyses = 0
         self.weights: list[tuple[int, float]] = []  #: (desk time, the candidate's router weight) after each change
+        self.kinds: list[str] = []  #: the unit of each of those weights (``weight`` or ``cohort``)
         self._wake: datetime | None = None
+        self.report = RolloutReport(version, stable, spec.rollout.strategy.value)  #: every analysis, bounded
 
     # --- the loop -----------------------------------------------------------------------------------------------
     def tick(self, now_ns: int) -> Transition | None:
@@ -203,10 +224,12 @@ class RolloutDriver:
                                    mids=self.tops.series())  # fmt: skip
             self.analyses += 1
         t = advance(self.spec.rollout, self.state, now, verdict=verdict, guard=guard, command=command)
+        if verdict is not None:
+            self._report(self.state, t.state, verdict, now)
         return self._apply(t, now_ns)
 
     def _guard(self) -> GuardSignal | None:
-        return self.guard.signal(lambda symbol: self.router.route(symbol)[0] == self.version)
+        return self.guard.signal(lambda symbol: self.version in self.router.reaches(symbol))
 
     def _apply(self, t: Transition, now_ns: int) -> Transition:
         changed = t.state != self.state
@@ -227,13 +250,23 @@ class RolloutDriver:
                               "router, make it the stable version in the manifests")  # fmt: skip
             return
         weight = {"canary": route.fraction, "stable": 1.0}.get(route.role, 0.0)
-        self.router.set_weights({self.version: weight})
+        self.router.set_weights({self.version: weight}, route.canary_kinds())  # promotion/rollback: unit kept
         self.weights.append((now_ns, weight))
+        self.kinds.append(self.router.kinds()[self.version])
 
     # --- the report -------------------------------------------------------------------------------------------
+    def _report(self, before: RolloutState, after: RolloutState, verdict: AnalysisVerdict, now: datetime) -> None:
+        """Append this analysis to the comparison report and rewrite its two files (the operator's ConfigMap
+        keys, see :func:`report_paths`)."""
+        self.report = RolloutReport(self.version, before.stable, self.spec.rollout.strategy.value,
+                                    self.report.rows).with_row(row_for(before, after, verdict, now))  # fmt: skip
+        json_path, md_path = report_paths(self.home, self.version)
+        _write_atomic(json_path, self.report.to_json())
+        _write_text_atomic(md_path, self.report.markdown())
+
     def summary(self) -> dict[str, Any]:
         """The run summary's entry: final phase, step, weight, history, the last verdict and the router's
-        weight changes."""
+        weight changes (with their units in ``routerKinds``)."""
         if self.state is None:
             return {"phase": None, "analyses": 0}
         patch = status_patch(self.state)
@@ -248,8 +281,17 @@ class RolloutDriver:
             "history": patch["history"],
             "analyses": self.analyses,
             "routerWeights": [[ts, w] for ts, w in self.weights],
+            "routerKinds": list(self.kinds),
             "statePath": str(state_path(self.home, self.version)),
+            **self._report_summary(),
         }
+
+    def _report_summary(self) -> dict[str, Any]:
+        """Where the comparison report is (None before the first analysis) and how many rows it holds."""
+        json_path, md_path = report_paths(self.home, self.version)
+        written = bool(self.report.rows)
+        return {"report": str(md_path) if written else None, "reportJson": str(json_path) if written else None,
+                "reportRows": len(self.report.rows)}  # fmt: skip
 
 
 def rollout_drivers(
