@@ -221,7 +221,7 @@ def _options(strategy: Mapping[str, Any], workload: str, settings: OperatorSetti
         # Serve is asked only for families with a rayserve version (decide builds those clients lazily)
         ray_ns = settings.ray_namespace or strategy["metadata"]["namespace"]
         return {"MANIFESTS": naming.DESK_DIR, "ACCOUNT": account, "HOME": naming.HOME_DIR, "RUN_ID": name,
-                "REPORT_STATUS_S": str(REPORT_STATUS_S),
+                "REPORT_STATUS_S": str(REPORT_STATUS_S), "ROUTES_FROM_API": "true",
                 "SERVE_URL_TEMPLATE": naming.serve_url_template(ray_ns)}  # fmt: skip
     if workload == "execute":
         return {"MANIFESTS": naming.DESK_DIR, "ACCOUNT": account}

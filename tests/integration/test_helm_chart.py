@@ -285,6 +285,7 @@ def test_rbac_is_namespaced_except_read_only_discovery() -> None:
     assert workload_role["rules"] == [
         {"apiGroups": ["tradeplane.io"], "resources": ["strategies"], "verbs": ["get"]},
         {"apiGroups": ["tradeplane.io"], "resources": ["strategies/status"], "verbs": ["get", "patch"]},
+        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]},  # decide reads <family>-routes
     ]
     rbac_kinds = {"Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"}
     assert not [d for d in _render("rbac.create=false") if d["kind"] in rbac_kinds]
@@ -468,8 +469,10 @@ def test_helm_install_rbac_and_upgrade_on_the_api_server(k8s_cluster: Kubernetes
 
         workload = f"system:serviceaccount:{ns}:tp-tradeplane-workload"
         assert _can(k8s_cluster, workload, "patch", "strategies.tradeplane.io/status", ns)
+        assert _can(k8s_cluster, workload, "get", "configmaps", ns)  # the routes, read by decide
         for verb, resource in [("create", "deployments.apps"), ("patch", "strategies.tradeplane.io"),
-                               ("get", "secrets"), ("patch", "riskbudgets.tradeplane.io/status")]:  # fmt: skip
+                               ("get", "secrets"), ("patch", "riskbudgets.tradeplane.io/status"),
+                               ("patch", "configmaps"), ("list", "configmaps")]:  # fmt: skip
             assert not _can(k8s_cluster, workload, verb, resource, ns), f"workloads may {verb} {resource}"
 
         # Upgrade with changed values: peering, the dashboard, another Kafka; objects follow.

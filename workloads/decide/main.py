@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import Counter, Histogram
 from pydantic import Field
@@ -31,9 +32,9 @@ from pydantic import Field
 from ...api.v1alpha1.strategy import TradingMode
 from ...engine.runtime.desk import DeskRuntime
 from ...engine.runtime.outbox import Outbox
-from ...settings import Settings
+from ...settings import Settings, SettingsError
 from ..bus.kafka import KafkaConsumer
-from ..bus.outbox import outbox_messages
+from ..bus.outbox import outbox_messages, outbox_topics
 from ..bus.topics import orders_topic, venue_topic
 from ..local.manifests import load_desk, trading_mode
 from ..local.runner import backtest_config, build_desk
@@ -45,7 +46,7 @@ from ..service.health import CheckResult
 from ..service.main import parse_options
 from ..service.service import LoopStep, WorkloadService
 from .report import StatusBook, StatusReporter
-from .routes import ROUTES_DIR, RoutesWatcher, desk_routes
+from .routes import ROUTES_DIR, RoutesSource, RoutesWatcher, api_sources, desk_routes
 from .serving import ServeClients
 
 log = logging.getLogger("tradeplane.workload.decide")
@@ -66,10 +67,23 @@ class DecideOptions(PaperDeskOptions):
                                     "the breaker and decisions fall back to rules (docs/dataplane.md).")  # fmt: skip
     routes_dir: Path = Field(default=ROUTES_DIR, description="Where the operator mounts each family's routes "
                              "(<dir>/<family>/routes.json): rollout weights applied without a restart.")  # fmt: skip
-    routes_poll_s: float = Field(default=2.0, gt=0, description="How often the routes files are read.")
+    routes_poll_s: float = Field(default=2.0, gt=0, description="How often the routes are read.")
+    routes_from_api: bool = Field(default=False, description="Read each family's <family>-routes ConfigMap "
+                                  "through the API server (namespace TRADEPLANE_NAMESPACE; the mounted file is "
+                                  "the fallback): a rollout step reaches the router within routes_poll_s instead "
+                                  "of the kubelet's volume sync. The operator turns it on.")  # fmt: skip
     commit_every_s: float = Field(default=0.5, ge=0, description="Commit the venue topic's offsets at most this "
                                   "often (a commit waits for the producer's deliveries: per step it would bound "
                                   "the lock-step's rate).")  # fmt: skip
+
+
+def route_sources(opts: DecideOptions, settings: Settings, families: Mapping[str, Any]) -> dict[str, RoutesSource]:
+    """The ConfigMaps through the API when ``routes_from_api`` (files as the fallback), else none (the files)."""
+    if not opts.routes_from_api:
+        return {}
+    if not settings.namespace:
+        raise SettingsError("workload.options.routes_from_api needs the namespace (TRADEPLANE_NAMESPACE)")
+    return api_sources(settings.namespace, sorted(families), root=opts.routes_dir)
 
 
 def _final_report(reporter: StatusReporter) -> None:
@@ -120,6 +134,7 @@ def setup(service: WorkloadService, settings: Settings) -> LoopStep:
     cfg = backtest_config(first, instruments, initial_balance=opts.initial_balance, seed=opts.seed)
     spare: list[DeskRuntime] = [first]
     bus = lockstep_bus(settings, opts, "decide", service.registry)
+    bus.ensure_topics(outbox_topics(manifests.strategies, account=opts.account))  # no creation on a first entry
     steps_in: KafkaConsumer = bus.consumer(venue_topic(opts.account), max_queue=1_000,
                                            name=f"decide-{opts.account}")  # fmt: skip
     lineage_out = lineage(opts)
@@ -148,7 +163,8 @@ def setup(service: WorkloadService, settings: Settings) -> LoopStep:
             desk, families = spare.pop(), first_families
         else:
             desk, _, families = build_desk(manifests, opts.home, initial_balance=opts.initial_balance, serve=serve)
-        watchers[:] = [desk_routes(families, desk, root=opts.routes_dir, poll_s=opts.routes_poll_s)]
+        watchers[:] = [desk_routes(families, desk, root=opts.routes_dir, poll_s=opts.routes_poll_s,
+                                   sources=route_sources(opts, settings, families))]  # fmt: skip
         desk.on_drain = publish
         log.info("paper session: a fresh desk", extra={"strategies": [s.name for s in desk.strategies]})
         return desk

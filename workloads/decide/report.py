@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -70,18 +71,26 @@ class StatusBook:
         return out
 
 
+def workload_api_client() -> Any:
+    """A ``kubernetes.client.ApiClient``: the pod's ServiceAccount in a cluster, else the kubeconfig (a
+    workload run by hand against a cluster). The workload Role allows exactly what decide does with it."""
+    from kubernetes import client, config
+
+    try:
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
+        return client.ApiClient()
+    except config.ConfigException:  # KUBECONFIG read now: the library reads it once, at its import
+        return config.new_client_from_config(config_file=os.environ.get("KUBECONFIG"))  # type: ignore[no-untyped-call]
+
+
 class StatusReporter:
     """Merge-patches the Strategy's status through the API server (in-cluster config in a pod, else the
     kubeconfig); the workload's ServiceAccount may patch ``strategies/status`` and nothing else."""
 
     def __init__(self, book: StatusBook, namespace: str, *, every_s: float) -> None:
-        from kubernetes import client, config
+        from kubernetes import client
 
-        try:
-            config.load_incluster_config()  # type: ignore[no-untyped-call]
-            api = client.ApiClient()
-        except config.ConfigException:
-            api = config.new_client_from_config()  # type: ignore[no-untyped-call]
+        api = workload_api_client()
         self._api = client.CustomObjectsApi(api)
         self._client = api
         self.book, self.namespace, self.every_s = book, namespace, every_s
@@ -111,4 +120,4 @@ class StatusReporter:
         return True
 
     def close(self) -> None:
-        self._client.close()  # type: ignore[no-untyped-call]
+        self._client.close()

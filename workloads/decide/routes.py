@@ -1,11 +1,14 @@
 """decide's view of the rollout: each family's ``routes.json`` (the operator's ``<family>-routes`` ConfigMap,
 mounted at ``/etc/tradeplane/routes/<family>/routes.json``) applied to the live ModelRouters, without a restart.
 
-Why a file and a poll: the ConfigMap is an optional projected volume that the kubelet refreshes in place, and
-it is deliberately not in the desk's config-rev hash, so a canary weight change never restarts decide. The
-watcher reads each file at most every ``poll_s``, acts only on a new ``revision``, and keeps the last good
-routing when a file is missing, partial or invalid (it says why, once per bad revision): a broken file must
-never take the desk's scoring down.
+Why a poll, and from where: the ConfigMap is deliberately not in the desk's config-rev hash, so a canary
+weight change never restarts decide. In the cluster decide reads the ConfigMap itself through the API server
+(:class:`ConfigMapSource`, option ``routes_from_api``; the workload's Role may ``get`` ConfigMaps): a step
+reaches the router within ``poll_s``, where the mounted volume would wait for the kubelet's sync (a minute
+or more). The mounted file (:class:`FileSource`) stays the fallback while the API is unreachable, and is the
+only source outside a cluster. The watcher reads each source at most every ``poll_s``, acts only on a new
+``revision``, and keeps the last good routing when the routes are missing, partial or invalid (it says why,
+once per bad revision): a broken document must never take the desk's scoring down.
 
 Weights, with their units (``kinds``: ``weight`` = share of decisions, ``cohort`` = share of symbols; a
 canary without a kind, e.g. from an older operator, is ``cohort``), go to :meth:`ModelRouter.set_weights`
@@ -85,6 +88,86 @@ def parse_routes(text: str, family: str) -> Routes:
                   {str(k): str(v) for k, v in kinds.items()})  # fmt: skip
 
 
+class RoutesMissingError(Exception):
+    """The source has no routes for the family (yet): the spec's routes hold."""
+
+
+class RoutesSource(Protocol):
+    """Where one family's ``routes.json`` text comes from; ``where`` names it in messages. ``read`` raises
+    :class:`RoutesMissingError` when there are none, ``OSError`` when the source cannot be read now."""
+
+    @property
+    def where(self) -> str: ...
+
+    def read(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class FileSource:
+    """The mounted ConfigMap volume (or any file): ``<root>/<family>/routes.json``."""
+
+    path: Path
+
+    @property
+    def where(self) -> str:
+        return str(self.path)
+
+    def read(self) -> str:
+        try:
+            return self.path.read_text()
+        except FileNotFoundError:
+            raise RoutesMissingError(f"{self.path} does not exist") from None
+
+
+class ConfigMapReader(Protocol):
+    """The one call of ``kubernetes.client.CoreV1Api`` this module needs."""
+
+    def read_namespaced_config_map(self, name: str, namespace: str, *, _request_timeout: float | None = ...) -> Any: ...
+
+
+@dataclass(frozen=True)
+class ConfigMapSource:
+    """The ``<family>-routes`` ConfigMap read through the API server (key ``routes.json``); ``fallback``
+    (the mounted file) is read when the API cannot be reached or refuses, so routes still move, later."""
+
+    api: ConfigMapReader
+    namespace: str
+    name: str
+    fallback: RoutesSource | None = None
+    timeout_s: float = 2.0
+
+    @property
+    def where(self) -> str:
+        return f"configmap {self.namespace}/{self.name}"
+
+    def read(self) -> str:
+        try:
+            cm = self.api.read_namespaced_config_map(self.name, self.namespace, _request_timeout=self.timeout_s)
+        except Exception as exc:  # kubernetes ApiException, urllib3 errors: the API is not the trading path
+            status = getattr(exc, "status", None)
+            if status == 404:
+                raise RoutesMissingError(f"{self.where} does not exist") from None
+            if self.fallback is not None:
+                return self.fallback.read()
+            raise OSError(f"{self.where}: {f'HTTP {status}' if status else type(exc).__name__}") from None
+        text = (cm.data or {}).get(ROUTES_FILE)
+        if text is None:
+            raise RoutesMissingError(f"{self.where} has no {ROUTES_FILE}")
+        return str(text)
+
+
+def configmap_sources(api: ConfigMapReader, namespace: str, families: Sequence[str], *,
+                      root: Path = ROUTES_DIR) -> dict[str, RoutesSource]:  # fmt: skip
+    """Each family's ConfigMap (named as the operator names it), with its mounted file as the fallback."""
+    return {f: ConfigMapSource(api, namespace, routes_config_map_name(f), FileSource(routes_path(f, root)))
+            for f in families}  # fmt: skip
+
+
+def routes_config_map_name(family: str) -> str:
+    """``<family>-routes`` (operator/naming.py routes_config_map_name; a unit test keeps the two equal)."""
+    return f"{family}-routes"
+
+
 class RoutesWatcher:
     """Applies each family's routes file to its live router when its revision changes.
 
@@ -93,7 +176,7 @@ class RoutesWatcher:
 
     def __init__(
         self,
-        paths_by_family: Mapping[str, Path],
+        paths_by_family: Mapping[str, Path | RoutesSource],
         routers_by_family: MutableMapping[str, ModelRouter],
         poll_s: float = 2.0,
         *,
@@ -101,7 +184,9 @@ class RoutesWatcher:
         on_router: Callable[[str, ModelRouter], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._paths = dict(paths_by_family)
+        self._sources: dict[str, RoutesSource] = {
+            f: FileSource(p) if isinstance(p, Path) else p for f, p in paths_by_family.items()
+        }
         self._routers = routers_by_family
         self._poll_s = poll_s
         self._models = {f: list(m) for f, m in (models_by_family or {}).items()}
@@ -119,8 +204,8 @@ class RoutesWatcher:
             return []
         self._next = now + self._poll_s
         out: list[str] = []
-        for family, path in sorted(self._paths.items()):
-            msg = self._check_family(family, path)
+        for family, source in sorted(self._sources.items()):
+            msg = self._check_family(family, source)
             if msg:
                 out.append(msg)
         return out
@@ -133,20 +218,20 @@ class RoutesWatcher:
         self._rejected[family] = msg
         return msg
 
-    def _check_family(self, family: str, path: Path) -> str:
+    def _check_family(self, family: str, source: RoutesSource) -> str:
         router = self._routers.get(family)
         if router is None:
             return ""
         try:
-            text = path.read_text()
-        except FileNotFoundError:
-            return self._reject(family, f"{path} does not exist")
+            text = source.read()
+        except RoutesMissingError as exc:
+            return self._reject(family, str(exc))
         except OSError as exc:
-            return self._reject(family, f"{path}: {exc.strerror}")
+            return self._reject(family, f"{source.where}: {exc.strerror or exc}")
         try:
             routes = parse_routes(text, family)
         except ValueError as exc:
-            return self._reject(family, f"{path}: {exc}")
+            return self._reject(family, f"{source.where}: {exc}")
         if self.applied.get(family) == routes.revision:
             return ""
         try:
@@ -200,11 +285,11 @@ class _Desk(Protocol):
     def strategies(self) -> Sequence[Any]: ...
 
 
-def desk_routes(families: Mapping[str, Any], desk: _Desk, *, root: Path = ROUTES_DIR,
-                poll_s: float = 2.0) -> RoutesWatcher:  # fmt: skip
+def desk_routes(families: Mapping[str, Any], desk: _Desk, *, root: Path = ROUTES_DIR, poll_s: float = 2.0,
+                sources: Mapping[str, RoutesSource] | None = None) -> RoutesWatcher:  # fmt: skip
     """A watcher over the families of one desk (``FamilyModels`` by family, as the models loader returns them):
     weights go to the routers the strategies hold; a rebuilt router (a promotion) replaces the old one in every
-    strategy that held it."""
+    strategy that held it. ``sources`` (e.g. :func:`configmap_sources`) replace the files under ``root``."""
     held: dict[str, ModelRouter] = {f: fm.router for f, fm in families.items()}  #: what the strategies hold now
 
     def swap(family: str, router: ModelRouter) -> None:
@@ -213,5 +298,16 @@ def desk_routes(families: Mapping[str, Any], desk: _Desk, *, root: Path = ROUTES
                 s.router = router
         held[family] = router
 
-    return RoutesWatcher({f: routes_path(f, root) for f in families}, dict(held), poll_s,
+    where: dict[str, Path | RoutesSource] = {f: routes_path(f, root) for f in families}
+    where.update(sources or {})
+    return RoutesWatcher(where, dict(held), poll_s,
                          models_by_family={f: fm.models for f, fm in families.items()}, on_router=swap)  # fmt: skip
+
+
+def api_sources(namespace: str, families: Sequence[str], *, root: Path = ROUTES_DIR) -> dict[str, RoutesSource]:
+    """:func:`configmap_sources` over a client of the workload's own (see ``report.workload_api_client``)."""
+    from kubernetes import client
+
+    from .report import workload_api_client
+
+    return configmap_sources(client.CoreV1Api(workload_api_client()), namespace, families, root=root)

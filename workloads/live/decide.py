@@ -34,9 +34,9 @@ from ...settings import Settings
 from ..bus.dedup import SequenceFilter
 from ..bus.kafka import KafkaConsumer
 from ..bus.mdbatch import MdBatchError, decode_md_batch
-from ..bus.outbox import outbox_messages
+from ..bus.outbox import outbox_messages, outbox_topics
 from ..bus.topics import md_pattern, orders_topic, venue_topic
-from ..decide.main import DecideOptions, _final_report, _Sequencer, serve_clients
+from ..decide.main import DecideOptions, _final_report, _Sequencer, route_sources, serve_clients
 from ..decide.report import StatusBook, StatusReporter
 from ..decide.routes import desk_routes
 from ..local.manifests import Desk
@@ -87,7 +87,8 @@ def setup_live(service: WorkloadService, settings: Settings, opts: LiveDecideOpt
     serve = serve_clients(opts, service)
     desk, instruments, families = build_desk(manifests, opts.home, initial_balance=opts.initial_balance,
                                              clock=time.perf_counter_ns, serve=serve)  # fmt: skip
-    routes = desk_routes(families, desk, root=opts.routes_dir, poll_s=opts.routes_poll_s)
+    routes = desk_routes(families, desk, root=opts.routes_dir, poll_s=opts.routes_poll_s,
+                         sources=route_sources(opts, settings, families))  # fmt: skip
     cfg = backtest_config(desk, instruments, initial_balance=opts.initial_balance, seed=opts.seed)
     n = len(instruments)
     contracts = cfg.contracts
@@ -100,6 +101,7 @@ def setup_live(service: WorkloadService, settings: Settings, opts: LiveDecideOpt
                     max_wait_ns=round(opts.max_wait_ms * _MS))  # fmt: skip
     pattern = md_pattern(market_data_venue(i.venue) for i in instruments)
     bus = lockstep_bus(settings, opts, "decide", service.registry)
+    bus.ensure_topics(outbox_topics(manifests.strategies, account=opts.account))  # no creation on a first entry
     md: KafkaConsumer = bus.consumer(pattern, max_queue=10_000, name=f"decide-{opts.account}-md")
     reports_in: KafkaConsumer = bus.consumer(venue_topic(opts.account), max_queue=1_000,
                                              name=f"decide-{opts.account}-venue-{session:x}",

@@ -438,12 +438,14 @@ def test_decide_and_execute_options(name: str) -> None:
     deps = deployments(render(strategy(name)))
     assert options(deps["decide"]) == {"MANIFESTS": "/etc/tradeplane/desk", "ACCOUNT": name,
                                        "HOME": "/var/lib/tradeplane", "RUN_ID": name, "REPORT_STATUS_S": "5",
+                                       "ROUTES_FROM_API": "true",
                                        "SERVE_URL_TEMPLATE": "http://{family}-serve-serve-svc.desk.svc:8000"}  # fmt: skip
     assert options(deps["execute"]) == {"MANIFESTS": "/etc/tradeplane/desk", "ACCOUNT": name}
     decide = DecideOptions.model_validate(parsed_options(deps["decide"]))
     execute = ExecuteOptions.model_validate(parsed_options(deps["execute"]))
     assert decide.manifests == execute.manifests == [Path(naming.DESK_DIR)]
     assert decide.account == execute.account == naming.account_name(name)
+    assert decide.routes_from_api  # rollout steps reach decide through the API, not the kubelet's volume sync
     assert str(decide.home) == mounts(deps["decide"])["/var/lib/tradeplane"]["mountPath"]
     for w in ("decide", "execute"):
         assert str(Path(naming.DESK_DIR)) in mounts(deps[w]), f"{w}: MANIFESTS is not the mounted desk"

@@ -225,5 +225,6 @@ def test_routes_dir_and_command_annotation_agree_with_decide_and_the_cli() -> No
     from tradeplane.workloads.decide import routes
 
     assert str(routes.ROUTES_DIR) == naming.ROUTES_DIR
+    assert routes.routes_config_map_name("clf") == naming.routes_config_map_name("clf")  # decide reads it by name
     assert rollout_cmd.COMMAND_ANNOTATION == naming.ROLLOUT_COMMAND
     assert rollout_cmd.COMMAND_BY_ANNOTATION == naming.ROLLOUT_COMMAND_BY
