@@ -134,7 +134,9 @@ def _start(env: dict[str, str], tmp_path: Path, desk: Desk, events: np.ndarray) 
     proc = WorkloadProcess(["execute", "--port", "0"], env, tmp_path)
     port = int(proc.wait_log("http endpoints listening", timeout=120)["port"])
     proc.wait_log("live execute started", timeout=60)
-    _until("orders assignment", lambda: _ready(port, "session", "waiting for a decide session"))
+    # assigned and announced: waiting for a session, or already holding one (a decide that started first)
+    _until("orders assignment", lambda: _ready(port, "session", "waiting for a decide session")
+           or _ready(port, "session", "working children"))  # fmt: skip
 
     def touch_known() -> bool:
         desk.feed(events[:2000])  # the md consumer starts at the end: feed until execute has a touch

@@ -17,7 +17,7 @@ shows up in ``tradeplane run`` and its tests, not first in a cluster.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,6 +63,14 @@ def _by_symbol(rows: list[Row], default: str) -> Iterator[tuple[str, list[Row]]]
     for r in rows:
         groups.setdefault(str(r.get("symbol") or default), []).append(r)
     yield from groups.items()
+
+
+def outbox_topics(strategies: Iterable[str], *, account: str) -> list[str]:
+    """Every topic :func:`outbox_messages` can publish to for these strategies and this account. decide creates
+    them at start: a first publish to a missing topic waits for its creation and metadata (about a second
+    on the test broker), which would land on the first entry's latency."""
+    per = [f(s) for s in strategies for f in (signals_topic, intents_topic, audit_topic)]
+    return [*per, fills_topic(account), desk_topic(account)]
 
 
 def outbox_messages(batch: Outbox, *, account: str, lineage: Mapping[str, object]) -> list[Message]:
