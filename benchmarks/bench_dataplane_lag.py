@@ -4,11 +4,18 @@ Pipeline (all on this machine, loopback): the replay server (tests/fixtures/bina
 USD-M BTCUSDT capture with exchange times rebased to the send time, as a live exchange stamps them →
 ``tradeplane workload ingest`` → Kafka (Tansu) ``md.*`` → ``tradeplane workload decide`` in live mode (the
 demo desk with ``spec.mode: live``, models in-process; it decides on md as it arrives, no execute needed) →
-``signals.*`` / ``intents.*`` → this program's consumer. Lag = the wall time this consumer receives a record −
-its ``exchange_ts`` (the newest book top the decision used), so it includes one more Kafka hop than the
-decision itself. Rates are websocket messages/s of replay (the capture runs ~270 msg/s at speed 1, each
-message a few events; speed = rate / that); the capture holds ~94k messages, so a rate runs for at most
-94k / rate seconds.
+``signals.*`` / ``intents.*`` → this program's consumer. Two lags per record, both ending at the wall time this
+consumer receives it (one more Kafka hop than the decision itself):
+
+* **exchange → signal**: from its ``exchange_ts`` — the newest *book top* the decision used, i.e. the depth
+  update's transaction time ``T``. It includes how old that top was at the tick (depth updates come in bursts
+  and pauses) and Binance's own ``E − T`` from the capture, which the rebase keeps;
+* **ingest clock → signal** (``pipeline_*``): from its ``infer_ts`` — the decision tick, on the ingest's receive
+  clock; a tick runs once data received past it arrives. This is ingest → Kafka → decide → Kafka.
+
+The replay server runs in a forked process (sharing this one's GIL, its sends would show up as lag). Rates are
+websocket messages/s of replay (the capture runs ~270 msg/s at speed 1, each message a few events; speed =
+rate / that); the capture holds ~94k messages, so a rate runs for at most 94k / rate seconds.
 
 Run from the repository root (a few minutes; trains the demo models first):
 
@@ -23,6 +30,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import multiprocessing as mp
 import os
 import platform
 import signal
@@ -30,7 +39,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import yaml
@@ -80,10 +89,41 @@ def capture_rate() -> tuple[float, int]:
     return len(ts) / ((max(ts) - min(ts)) / 1e9), len(ts)
 
 
-def _exchange_ts(topic: str, value: bytes) -> int:
+def _times(topic: str, value: bytes) -> tuple[int, int | None]:
+    """(exchange_ts, infer_ts) of a signal — the newest book top the decision used, and the decision tick's
+    time on the ingest receive clock — or (exchange_ts, None) of an intent (it carries no tick time)."""
     if topic.startswith("intents."):
-        return int(intent_from_proto(value).exchange_ts)
-    return int(signal_from_proto(value).exchange_ts)
+        return int(intent_from_proto(value).exchange_ts), None
+    m = signal_from_proto(value)
+    return int(m.exchange_ts), int(m.infer_ts)
+
+
+class _ReplayProcess:
+    """The replay server in a process of its own: in this one it would share the GIL with the consumer that
+    timestamps the signals, and its 20k sends per second would show up as lag."""
+
+    def __init__(self, lines: int, speed: float) -> None:
+        ctx = mp.get_context("fork")
+        self._urls: Any = ctx.Queue()
+        self._sent: Any = ctx.Queue()
+        self.done = ctx.Event()
+        self._proc = ctx.Process(target=self._serve, args=(lines, speed), daemon=True)
+        self._proc.start()
+        self.ws_url, self.base_url = self._urls.get(timeout=60)
+        self.sent = 0
+
+    def _serve(self, lines: int, speed: float) -> None:
+        with ReplayServer([CAPTURE], max_lines=lines, speed=speed, rebase_times=True) as server:
+            self._urls.put((server.ws_url, server.base_url))
+            server.wait_finished(600)
+            self._sent.put(server.stats().sent)
+        self.done.set()
+
+    def finish(self, timeout: float) -> int:
+        self.done.wait(timeout)
+        self.sent = int(self._sent.get(timeout=10)) if self.done.is_set() else 0
+        self._proc.join(10)
+        return self.sent
 
 
 def _decide_lag(port: int) -> dict[str, Any]:
@@ -104,13 +144,13 @@ def _decide_lag(port: int) -> dict[str, Any]:
 
 
 def one_rate(rate: float, native: float, seconds: float, home: Path, manifests: Path, work: Path, *,
-             warmup_s: float = 5.0) -> dict[str, Any]:  # fmt: skip
+             warmup_s: float = 5.0, ingest_options: dict[str, str] | None = None) -> dict[str, Any]:  # fmt: skip
     speed = rate / native
     lines = min(int(rate * seconds), CAPTURE_LINES[0])
     broker = KafkaBroker(work / f"broker-{int(rate)}")
     broker.start().wait_ready(30)
     started: list[WorkloadProcess] = []
-    lags: list[tuple[int, float]] = []  # (exchange_ts, lag ms)
+    lags: list[tuple[int, float, float]] = []  # (exchange_ts, exchange lag ms, pipeline lag ms)
     counts = {"signals": 0, "intents": 0}
     try:
         bus = KafkaBus(broker.bootstrap_servers, client_id="bench-reader", consumer_config=CONSUMER,
@@ -127,8 +167,6 @@ def one_rate(rate: float, native: float, seconds: float, home: Path, manifests: 
         started.append(decide)
         port = int(decide.wait_log("http endpoints listening", timeout=120)["port"])
         decide.wait_log("live session started", timeout=120)
-        # only the desk's topics: this process also runs the replay server, so reading md here would take the CPU
-        # the measurement needs (decide's own lag histogram says what the md side costs)
         readers = [bus.consumer(t, max_queue=100_000, name=f"bench-{t}") for t in topics]
         for c in readers:
             c.wait_assigned(timeout=60)
@@ -137,20 +175,23 @@ def one_rate(rate: float, native: float, seconds: float, home: Path, manifests: 
         def drain(timeout: float) -> None:
             for i, c in enumerate(readers):  # waits on the signals only: the others are read as they are
                 for r in c.fetch(10_000, timeout=timeout if i == 0 else 0.0):
-                    ts = _exchange_ts(r.topic, r.value)
-                    lags.append((ts, (time.time_ns() - ts) / 1e6))
+                    now = time.time_ns()
+                    ets, its = _times(r.topic, r.value)
+                    lags.append((ets, (now - ets) / 1e6, math.nan if its is None else (now - its) / 1e6))
                     counts["intents" if r.topic.startswith("intents.") else "signals"] += 1
 
-        with ReplayServer([CAPTURE], max_lines=lines, speed=speed, rebase_times=True) as server:
-            ingest, _ = launch(started, work, _env(broker.bootstrap_servers, {}), broker, server, "ingest-bench")
-            deadline = time.monotonic() + seconds * 3 + 60
-            while time.monotonic() < deadline and not server.stats().finished:
-                drain(0.05)
-            sent = server.stats().sent
-            end = time.monotonic() + 3
-            while time.monotonic() < end:
-                drain(0.05)
-            stop(ingest)
+        server = _ReplayProcess(lines, speed)
+        as_server = cast(ReplayServer, server)  # launch reads its ws_url and base_url only
+        ingest, _ = launch(started, work, _env(broker.bootstrap_servers, {}), broker, as_server, "ingest-bench",
+                           **(ingest_options or {}))  # fmt: skip
+        deadline = time.monotonic() + seconds * 3 + 60
+        while time.monotonic() < deadline and not server.done.is_set():
+            drain(0.05)
+        end = time.monotonic() + 3
+        while time.monotonic() < end:
+            drain(0.05)
+        sent = server.finish(10)
+        stop(ingest)
         inside = _decide_lag(port)
         decide.proc.send_signal(signal.SIGTERM)
         assert decide.proc.wait(timeout=60) == 0, "".join(decide.lines[-20:])
@@ -161,15 +202,20 @@ def one_rate(rate: float, native: float, seconds: float, home: Path, manifests: 
         broker.stop()
     # the first warmup_s of exchange time are left out: ingest's start (subscribe, snapshot, sync) and the
     # first Kafka fetches, not the steady state
-    t0 = min((t for t, _ in lags), default=0)
+    t0 = min((t for t, _, _ in lags), default=0)
     warmup_s = min(warmup_s, lines / rate / 2)  # 20k msg/s replays the whole capture in ~5 s
-    a = np.array([lag for t, lag in lags if t >= t0 + warmup_s * 1e9])
+    a = np.array([lag for t, lag, _ in lags if t >= t0 + warmup_s * 1e9])
+    b = np.array([lag for t, _, lag in lags if t >= t0 + warmup_s * 1e9 and not math.isnan(lag)])
+
+    def pct(x: np.ndarray, q: float) -> float | None:
+        return float(np.percentile(x, q)) if x.size else None
+
     return {"rate_msgs_s": rate, "speed": round(speed, 3), "lines": lines, "sent": sent, "warmup_s": warmup_s,
             "records": int(a.size),
             "signals": counts["signals"], "intents": counts["intents"],
-            "p50_ms": float(np.percentile(a, 50)) if a.size else None,
-            "p99_ms": float(np.percentile(a, 99)) if a.size else None,
-            "max_ms": float(a.max()) if a.size else None,
+            "p50_ms": pct(a, 50), "p99_ms": pct(a, 99), "max_ms": float(a.max()) if a.size else None,
+            "pipeline_p50_ms": pct(b, 50), "pipeline_p90_ms": pct(b, 90), "pipeline_p99_ms": pct(b, 99),
+            "pipeline_max_ms": float(b.max()) if b.size else None,
             "decide_lag": inside}  # fmt: skip
 
 
@@ -180,7 +226,15 @@ def main() -> None:
     ap.add_argument("--tick-ms", type=int, default=None,
                     help="override the desk's decision.tickMs (more signals per second: a firmer p99 at 20k, whose "
                          "run lasts only ~4.7 s)")  # fmt: skip
+    ap.add_argument(
+        "--ingest",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an ingest workload option (e.g. batch_max_ms=1, linger_ms=0); repeatable",
+    )
     args = ap.parse_args()
+    ingest_options = dict(kv.split("=", 1) for kv in args.ingest)
     native, CAPTURE_LINES[0] = capture_rate()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -188,7 +242,7 @@ def main() -> None:
         manifests = live_manifests(demo_manifests(cfg, train_models(cfg, lambda _: None)))
         if args.tick_ms is not None:
             with_tick(manifests, args.tick_ms)
-        rows = [one_rate(float(r), native, args.seconds, work / "home", manifests, work)
+        rows = [one_rate(float(r), native, args.seconds, work / "home", manifests, work, ingest_options=ingest_options)
                 for r in args.rates.split(",")]  # fmt: skip
     machine = {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
     name = "dataplane_lag.json" if args.tick_ms is None else f"dataplane_lag_tick{args.tick_ms}ms.json"
@@ -201,11 +255,13 @@ def main() -> None:
         else None
     )
     out = {"machine": machine, "mode": "live", "capture_msgs_per_s": native, "seconds": args.seconds,
-           "tick_ms": args.tick_ms or 100, "rates": rows, "paper": paper}  # fmt: skip
+           "tick_ms": args.tick_ms or 100, "ingest_options": ingest_options, "rates": rows, "paper": paper}  # fmt: skip
     for r in rows:
         print(
             f"{r['rate_msgs_s']:>8.0f} msg/s  speed {r['speed']:>6}  signals {r['signals']:>6}  "
-            f"intents {r['intents']:>4}  p50 {r['p50_ms']} ms  p99 {r['p99_ms']} ms  max {r['max_ms']} ms  "
+            f"intents {r['intents']:>4}  exchange→signal p50 {r['p50_ms']:.1f} p99 {r['p99_ms']:.1f} max "
+            f"{r['max_ms']:.1f} ms | ingest clock→signal p50 {r['pipeline_p50_ms']:.1f} "
+            f"p99 {r['pipeline_p99_ms']:.1f} ms  "
             f"(decide at publish: p50 <= {r['decide_lag']['p50_le_ms']} ms, p99 <= {r['decide_lag']['p99_le_ms']} ms)"
         )
     path.write_text(json.dumps(out, indent=2) + "\n")
