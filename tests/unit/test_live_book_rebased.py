@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.fixtures.binance_replay import CaptureMessage, RecordedSnapshot, load_capture, rebase_exchange_times
+from tests.fixtures.binance_replay import CaptureMessage, RecordedSnapshot, rebase_exchange_times
 from tradeplane.engine.book import kernels as kn
 from tradeplane.engine.events import DEPTH, EVENT_DTYPE, KIND_MASK, LAST_IN_MSG, EventArray
 from tradeplane.engine.runtime.instruments import instrument_table
@@ -32,25 +32,15 @@ from tradeplane.workloads.bus.mdbatch import MdBatch, decode_md_batch, encode_md
 from tradeplane.workloads.ingest import IngestConfig, IngestPipeline
 from tradeplane.workloads.live.market import LiveFeed, MarketClock
 
+from .live_book_support import MS, T0, HandClock, usdm_capture
+
 LINES = 6000
 SPEED = 8.0
-T0 = 1_800_000_000_000_000_000  #: the "wall clock" at the first send
-MS = 1_000_000
 
 
 @pytest.fixture(scope="module")
 def usdm(shared_dir: Path) -> tuple[list[CaptureMessage], RecordedSnapshot]:
-    _, messages, snapshot = load_capture(shared_dir / "data/binance/ws/usdm_btcusdt_20240808.jsonl.gz", LINES)
-    assert snapshot is not None
-    return messages, snapshot
-
-
-class _Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> int:
-        return self.now
+    return usdm_capture(shared_dir, LINES)
 
 
 def _ingest(messages: list[CaptureMessage], snapshot: RecordedSnapshot) -> tuple[list[MdBatch], int]:
@@ -58,7 +48,7 @@ def _ingest(messages: list[CaptureMessage], snapshot: RecordedSnapshot) -> tuple
     config = IngestConfig(venue="binance-usdm", symbols=("BTCUSDT",), streams=("depth@0ms", "bookTicker", "trade"))
     bus, batches = InProcessBus(), []
     bus.subscribe("md.*", lambda r: batches.append(decode_md_batch(r.value)))
-    clock = _Clock()
+    clock = HandClock()
     pipeline = IngestPipeline(config, bus, encode=encode_md_batch, clock_ns=clock)
     floors: dict[str, dict[bytes, int]] = {}  # the server's state: one per stream
     cap0 = messages[0].recv_ns

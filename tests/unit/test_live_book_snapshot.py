@@ -25,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from tests.fixtures.binance_replay import CaptureMessage, RecordedSnapshot, load_capture, rebase_exchange_times
+from tests.fixtures.binance_replay import CaptureMessage, RecordedSnapshot, rebase_exchange_times
 from tradeplane.engine.events import DEPTH, EVENT_DTYPE, KIND_MASK, LAST_IN_MSG, SNAPSHOT, EventArray
 from tradeplane.engine.runtime.instruments import instrument_table
 from tradeplane.engine.sim.runner import BacktestConfig, BacktestRun, Context, MarketBatch
@@ -34,25 +34,15 @@ from tradeplane.workloads.bus.mdbatch import MdBatch, decode_md_batch, encode_md
 from tradeplane.workloads.ingest import IngestConfig, IngestPipeline
 from tradeplane.workloads.live.market import LiveFeed, MarketClock
 
+from .live_book_support import MS, T0, HandClock, usdm_capture
+
 LINES = 1500
-T0 = 1_800_000_000_000_000_000
-MS = 1_000_000
 REST_MS = 150  #: from the snapshot's production to its receipt
 
 
 @pytest.fixture(scope="module")
 def usdm(shared_dir: Path) -> tuple[list[CaptureMessage], RecordedSnapshot]:
-    _, messages, snapshot = load_capture(shared_dir / "data/binance/ws/usdm_btcusdt_20240808.jsonl.gz", LINES)
-    assert snapshot is not None
-    return messages, snapshot
-
-
-class _Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> int:
-        return self.now
+    return usdm_capture(shared_dir, LINES)
 
 
 def _ingest(messages: list[CaptureMessage], snapshot: RecordedSnapshot) -> list[MdBatch]:
@@ -60,7 +50,7 @@ def _ingest(messages: list[CaptureMessage], snapshot: RecordedSnapshot) -> list[
     config = IngestConfig(venue="binance-usdm", symbols=("BTCUSDT",), streams=("depth@0ms", "bookTicker", "trade"))
     bus, batches = InProcessBus(), []
     bus.subscribe("md.*", lambda r: batches.append(decode_md_batch(r.value)))
-    clock = _Clock()
+    clock = HandClock()
     pipeline = IngestPipeline(config, bus, encode=encode_md_batch, clock_ns=clock)
     floors: dict[str, dict[bytes, int]] = {}
     cap0 = messages[0].recv_ns
@@ -146,7 +136,7 @@ def test_each_symbols_snapshot_takes_its_own_last_diff_across_flushes() -> None:
     config = IngestConfig(venue="binance-usdm", symbols=("BTCUSDT", "ETHUSDT"), streams=("depth@0ms",))
     bus, batches = InProcessBus(), []
     bus.subscribe("md.*", lambda r: batches.append(decode_md_batch(r.value)))
-    clock = _Clock()
+    clock = HandClock()
     pipeline = IngestPipeline(config, bus, encode=encode_md_batch, clock_ns=clock)
     t_ms = T0 // MS
     for at, frame in ((1, _diff("BTCUSDT", t_ms + 1, 10, 11, 9)), (2, _diff("ETHUSDT", t_ms + 2, 50, 51, 49)),

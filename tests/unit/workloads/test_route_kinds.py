@@ -11,8 +11,6 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
 
-import numpy as np
-import numpy.typing as npt
 import pytest
 import yaml
 
@@ -33,20 +31,12 @@ from tradeplane.workloads.serve.config import (
 )
 from tradeplane.workloads.serve.deployments import routing_table
 
+from .test_decide_routes import Const
+
 NAMES = ["ret_1_bps", "rv", "qi1"]
 SYMBOL = "BTCUSDT"  #: cohort 0.368
 KEYS = [1_700_000_000_000_000_000 + 100_000_000 * i for i in range(10_000)]
 LADDER = [{"cohortPct": 10, "pauseSeconds": 60}, {"weightPct": 30, "pauseSeconds": 60}]
-
-
-class Const:
-    feature_names = ("x",)
-
-    def __init__(self, p: float) -> None:
-        self.p = p
-
-    def predict(self, features: npt.ArrayLike) -> npt.NDArray[np.float64]:
-        return np.full(np.asarray(features).shape[0], self.p)
 
 
 def _share(router: ModelRouter, version: str) -> float:
