@@ -535,6 +535,10 @@ _SUMMARY_FORMATS: Final = {
 # ---------------------------------------------------------------------------------------------------- summary
 
 
+#: summary keys the page shows in sections of their own, not as raw rows of the summary table
+OWN_SECTIONS: Final = frozenset({"rollouts"})
+
+
 def summary_rows(data: RunReportData) -> list[tuple[str, str]]:
     """(label, text) of the summary table: the known keys in :data:`SUMMARY_LABELS` order (given or derived),
     facts derived from the arrays, then every other ``summary`` key as given."""
@@ -555,7 +559,7 @@ def summary_rows(data: RunReportData) -> list[tuple[str, str]]:
         ("decision latency p50 / p99", f"{dec1(p50)} / {dec1(p99)} µs"),
         ("decisions over the latency budget", f"{int((us > data.latency_budget_ns / 1e3).sum()):,}"),
     ]
-    rows += [(str(k), _text(v)) for k, v in data.summary.items() if k not in SUMMARY_LABELS]
+    rows += [(str(k), _text(v)) for k, v in data.summary.items() if k not in SUMMARY_LABELS and k not in OWN_SECTIONS]
     return rows
 
 

@@ -369,6 +369,7 @@ def test_the_empty_run_still_writes_every_file(tmp_path: Path) -> None:
         ("Rejections by reason", "No rejections."),
         ("Model versions", "No signals: no model decided."),
         ("Fills", "No fills."),
+        ("Rollouts", "No canary or shadow ModelVersion in this run."),
     ):
         assert note in _section(page, heading), heading
     summary = dict((r[0], r[1]) for r in _rows(_section(page, "Run summary")))
@@ -491,3 +492,20 @@ def test_no_pyplot_is_imported() -> None:
     )
     root = Path(__file__).resolve().parents[3]
     subprocess.run([sys.executable, "-c", code], check=True, cwd=root, timeout=120)
+
+
+def test_rollouts_get_their_own_section_with_the_comparison_reports(tmp_path: Path) -> None:
+    rollouts = {
+        "clf-v2": {"phase": "Promoted", "step": 2, "weightPct": 100.0, "stable": "clf-v2", "analyses": 5,
+                   "lastVerdict": "Pass", "lastReason": "every metric within its limit",
+                   "report": "/h/rollouts/clf-v2-report.md", "reportRows": 5},
+        "clf-v3": {"phase": "Shadow", "step": 0, "weightPct": None, "stable": "clf-v1", "analyses": 0,
+                   "lastVerdict": None, "lastReason": "", "report": None, "reportRows": 0},
+    }  # fmt: skip
+    _, page = _write(RunReportData(summary={"rollouts": rollouts, "run_id": "r1"}), tmp_path)
+    rows = _rows(_section(page, "Rollouts"))
+    assert rows[0][:7] == ["clf-v2", "Promoted", "2", "100", "clf-v2", "5", "Pass"]
+    assert "<code>/h/rollouts/clf-v2-report.md</code> (5 analyses)" in rows[0][8]
+    assert rows[1][:4] == ["clf-v3", "Shadow", "0", "—"] and rows[1][8] == "—"
+    summary = dict((r[0], r[1]) for r in _rows(_section(page, "Run summary")))
+    assert "rollouts" not in summary and not any("clf-v2" in v for v in summary.values())  # not dumped raw
