@@ -51,7 +51,14 @@ from .market import LiveFeed, MarketClock
 
 log = logging.getLogger("tradeplane.workload.decide")
 _MS = 1_000_000
-_LAG_BUCKETS = (1e-3, 2.5e-3, 5e-3, 1e-2, 1.5e-2, 2e-2, 2.5e-2, 5e-2, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
+#: until execute greets the session (and while it has sent no command), the hello is said again this often:
+#: an execute's orders consumer reads from the end, and one assigned a moment before it resolves that offset
+#: can skip the hello that its own announcement prompted
+HELLO_EVERY_S = 2.0
+#: the venue reports consumer's fetch wait at least (a tick is 100 ms by default)
+REPORTS_FETCH_WAIT_MS = 10
+_LAG_BUCKETS = (1e-3, 2.5e-3, 5e-3, 7.5e-3, 1e-2, 1.25e-2, 1.5e-2, 1.75e-2, 2e-2, 2.25e-2, 2.5e-2, 3e-2, 4e-2, 5e-2,
+                7.5e-2, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)  # fmt: skip
 
 
 class LiveDecideOptions(DecideOptions):
@@ -103,9 +110,11 @@ def setup_live(service: WorkloadService, settings: Settings, opts: LiveDecideOpt
     bus = lockstep_bus(settings, opts, "decide", service.registry)
     bus.ensure_topics(outbox_topics(manifests.strategies, account=opts.account))  # no creation on a first entry
     md: KafkaConsumer = bus.consumer(pattern, max_queue=10_000, name=f"decide-{opts.account}-md")
+    # venue reports reach the desk at its next tick anyway: no need to poll their topic as eagerly as md
+    reports_wait = max(opts.fetch_wait_ms, REPORTS_FETCH_WAIT_MS)
     reports_in: KafkaConsumer = bus.consumer(venue_topic(opts.account), max_queue=1_000,
                                              name=f"decide-{opts.account}-venue-{session:x}",
-                                             auto_offset_reset="earliest")  # fmt: skip
+                                             auto_offset_reset="earliest", fetch_wait_max_ms=reports_wait)  # fmt: skip
     seen = SequenceFilter()
     out_seq = _Sequencer()
     lineage_out = lineage(opts, session)
@@ -114,6 +123,9 @@ def setup_live(service: WorkloadService, settings: Settings, opts: LiveDecideOpt
     published = Counter("tradeplane_decide_records", "Records published, by family.", ["family"], registry=reg)
     lag = Histogram("tradeplane_decide_lag_seconds", "Wall time at publish minus the exchange time of the newest "
                     "event the decision saw.", buckets=_LAG_BUCKETS, registry=reg)  # fmt: skip
+    tick_lag = Histogram("tradeplane_decide_tick_lag_seconds", "Wall time at publish minus the decision tick (local "
+                         "time: ingest's receive clock): ingest → Kafka → decide.", buckets=_LAG_BUCKETS,
+                         registry=reg)  # fmt: skip
     commands_total = Counter("tradeplane_decide_commands", "Parent commands sent to execute, by op.", ["op"],
                              registry=reg)  # fmt: skip
     reports_total = Counter("tradeplane_decide_reports", "Venue reports received, by outcome.", ["outcome"],
@@ -125,7 +137,7 @@ def setup_live(service: WorkloadService, settings: Settings, opts: LiveDecideOpt
     books = [StatusBook(name) for name in manifests.strategies] if opts.report_status_s > 0 else []
     reporters = [StatusReporter(b, settings.namespace, every_s=opts.report_status_s) for b in books]
     state = {"orders_seq": 0, "calls": 0, "commands": 0, "late": 0, "newest": 0, "hellos": 0, "announced": 0}
-    times = {"last_commit": 0.0, "last_md": 0.0}
+    times = {"last_commit": 0.0, "last_md": 0.0, "hello": 0.0}
     stash: list[Outbox] = []
     failure: list[str] = []
 
@@ -160,7 +172,9 @@ def setup_live(service: WorkloadService, settings: Settings, opts: LiveDecideOpt
             publish(out)
         stash.clear()
         if sent and state["newest"]:
-            lag.observe((time.time_ns() - state["newest"]) / 1e9)
+            now = time.time_ns()
+            lag.observe((now - state["newest"]) / 1e9)
+            tick_lag.observe((now - batch.now) / 1e9)
 
     clock = MarketClock(feed, cfg, call)
 
@@ -170,6 +184,7 @@ def setup_live(service: WorkloadService, settings: Settings, opts: LiveDecideOpt
         bus.flush(timeout=5.0)
         state["orders_seq"] = max(state["orders_seq"], 1)
         state["hellos"] += 1
+        times["hello"] = time.monotonic()
 
     def read_reports() -> None:
         for r in reports_in.fetch(1_000, timeout=0.0):
@@ -195,6 +210,8 @@ def setup_live(service: WorkloadService, settings: Settings, opts: LiveDecideOpt
                 log.error("execute restarted", extra={"session": session, "reason": str(exc)})
                 raise
             hello()
+        elif not inbox.last and not state["commands"] and time.monotonic() - times["hello"] >= HELLO_EVERY_S:
+            hello()  # not greeted yet: an execute that started just now may have missed it
 
     def step() -> None:
         records = md.fetch(opts.max_poll_md, timeout=opts.poll_timeout_ms / 1000)

@@ -227,8 +227,9 @@ class LiveExecuteRunner:
         """Seed the account from the venue's positions, then tell decide this execute takes commands.
 
         Both wait for what makes them true: a spot holding has no entry price, so it is entered at the mid
-        once the symbol has a touch; the announcement waits for the orders assignment (from then on every
-        command is read)."""
+        once the symbol has a touch; the announcement waits for the orders assignment. A command sent in the
+        moment between the assignment and the consumer's ``latest`` offset being resolved can still be
+        skipped: decide says its hello again until it is greeted (``HELLO_EVERY_S``)."""
         rows = {name: i for i, name in reversed(list(enumerate(self.symbols)))}
         for name, (qty, entry) in list(self.seeds.items()):
             if math.isnan(entry) and name in rows:
