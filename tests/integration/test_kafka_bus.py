@@ -181,6 +181,28 @@ def test_a_consumer_on_a_pattern_list_gets_exactly_those_topics(make_bus: Callab
 # -- publish / consume -------------------------------------------------------------------------------
 
 
+def test_a_consumer_may_poll_its_topic_more_lazily_than_the_bus_default(make_bus: Callable[..., KafkaBus]) -> None:
+    """``consumer(fetch_wait_max_ms=)``: a quiet topic's consumer holds its fetches longer (fewer empty
+    requests on the broker) and still gets every record; the others keep the bus's wait."""
+    bus = make_bus()
+    topic = f"fills.lazy-{uid()}"
+    bus.ensure_topics([topic])
+    lazy = bus.consumer(topic, max_queue=100, name=f"lazy-{uid()}", fetch_wait_max_ms=200)
+    eager = bus.consumer(topic, max_queue=100, name=f"eager-{uid()}")
+    assert (lazy.fetch_wait_max_ms, eager.fetch_wait_max_ms) == (200, 10)
+    for c in (lazy, eager):
+        assert c.wait_assigned(timeout=60)
+    for i in range(3):
+        bus.publish(topic, "K", b"x%d" % i, seq=i + 1)
+    bus.flush(10)
+    for c in (lazy, eager):
+        got: list[bytes] = []
+        deadline = time.monotonic() + 20
+        while len(got) < 3 and time.monotonic() < deadline:
+            got += [bytes(r.value) for r in c.fetch(10, timeout=0.2)]
+        assert got == [b"x0", b"x1", b"x2"], c.name
+
+
 def test_md_batches_of_two_symbols_come_back_in_per_key_order(
     make_bus: Callable[..., KafkaBus], real_events: np.ndarray[Any, Any], kafka_broker: KafkaBroker
 ) -> None:

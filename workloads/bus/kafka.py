@@ -409,6 +409,7 @@ class KafkaConsumer:
         self._assigned: set[TopicPartitionKey] = set()
         self._error: KafkaError | None = None
         self.consumed = 0  #: records returned by poll/fetch
+        self.fetch_wait_max_ms = int(config["fetch.wait.max.ms"])  #: how long the broker may hold an empty fetch
         self._consumer = _Consumer(config)
         self._consumer.subscribe(
             [subscription_for(pattern)], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_revoke
@@ -1026,28 +1027,33 @@ class KafkaBus:
 
     # -- receiving -----------------------------------------------------------------------------------
 
-    def _consumer_config(self, name: str, max_queue: int, auto_offset_reset: str | None) -> dict[str, Any]:
+    def _consumer_config(self, name: str, max_queue: int, auto_offset_reset: str | None,
+                         fetch_wait_max_ms: int | None = None) -> dict[str, Any]:  # fmt: skip
         return {
             **self._consumer_base,
             "group.id": name,
             "queued.min.messages": max_queue,
             "auto.offset.reset": auto_offset_reset or self.auto_offset_reset,
+            **({} if fetch_wait_max_ms is None else {"fetch.wait.max.ms": fetch_wait_max_ms}),
         }
 
     def consumer(
-        self, pattern: str, max_queue: int, *, name: str | None = None, auto_offset_reset: str | None = None
-    ) -> KafkaConsumer:
+        self, pattern: str, max_queue: int, *, name: str | None = None, auto_offset_reset: str | None = None,
+        fetch_wait_max_ms: int | None = None,
+    ) -> KafkaConsumer:  # fmt: skip
         """A pull consumer: member of consumer group ``name`` (default ``<client_id>-consumer-<n>``; give
         stable names so a restarted process resumes from the group's committed offsets), subscribed to
         ``pattern``. ``max_queue`` bounds librdkafka's prefetch per partition. A group without committed
-        offsets starts at ``auto_offset_reset`` (default the bus's, ``earliest``)."""
+        offsets starts at ``auto_offset_reset`` (default the bus's, ``earliest``). ``fetch_wait_max_ms``
+        overrides the bus's for this consumer (a topic that is quiet most of the time need not be polled as
+        eagerly as the hot path: on the test broker every empty fetch is a request)."""
         self._check_open()
         if max_queue < 1:
             raise ValueError(f"max_queue must be >= 1, got {max_queue}")
         subscription_for(pattern)  # validates
         self._n_consumers += 1
         group = name if name is not None else f"{self.client_id}-consumer-{self._n_consumers}"
-        config = self._consumer_config(group, max_queue, auto_offset_reset)
+        config = self._consumer_config(group, max_queue, auto_offset_reset, fetch_wait_max_ms)
         cons = KafkaConsumer(self, pattern, max_queue, group, config)
         self._consumers.append(cons)
         return cons
