@@ -282,17 +282,23 @@ def test_restart_cancels_left_orders_and_a_seq_gap_exits_5(
 
 
 def test_a_decide_session_started_before_execute_is_taken_with_the_venues_account(
-    kafka_broker: KafkaBroker, fake: FakeBinance, md_events: np.ndarray, trained: tuple[Path, Path], tmp_path: Path
+    fake: FakeBinance, trained: tuple[Path, Path], tmp_path: Path
 ) -> None:
     """decide first (its hello goes out while no execute reads), execute later: execute's announcement makes
     decide say the hello again, execute takes the session and greets it with the account seeded from the
-    venue (a short position held before either started), and decide applies that report."""
+    venue (a short position held before either started), and decide applies that report.
+
+    The broker is the test's own: decide reads ``md.binance-usdm.*`` from the earliest offset, and on the
+    session's shared broker other tests' market data would make it trade (send commands) before execute
+    starts — a session execute then rightly ends."""
     from tests.integration.test_dataplane_processes import _env as decide_env
     from tests.integration.test_live_decide import live_manifests
 
     home, all_manifests = trained
     manifests = live_manifests(all_manifests)
     account = f"live-{uuid.uuid4().hex[:8]}"
+    kafka_broker = KafkaBroker(tmp_path / "broker")
+    kafka_broker.start().wait_ready(30)
     desk = Desk(kafka_broker.bootstrap_servers, account)
     fake.positions[SYMBOL] = Position(qty=Decimal("-0.007"), entry=Decimal("60100"))
     opts = {"manifests": [str(manifests)], "account": account, "home": str(home), "run_id": "hello-it"}
@@ -301,14 +307,17 @@ def test_a_decide_session_started_before_execute_is_taken_with_the_venues_accoun
     try:
         d_port = int(decide.wait_log("http endpoints listening", timeout=120)["port"])
         session = int(decide.wait_log("live session started", timeout=120)["session"])
-        execute, _ = _start(_env(kafka_broker.bootstrap_servers, fake, manifests, account), tmp_path, desk, md_events)
+        # no market data in this test: a desk that traded before execute's start would (rightly) end its session
+        execute = WorkloadProcess(["execute", "--port", "0"], _env(kafka_broker.bootstrap_servers, fake, manifests,
+                                                                  account), tmp_path)  # fmt: skip
+        execute.wait_log("live execute started", timeout=120)
 
         def taken() -> str | None:
             _, body = http(d_port, "/readyz")
             reason = str(json.loads(body)["checks"]["desk"]["reason"])
             return reason if "1 venue reports" in reason else None
 
-        assert "has not taken" not in _until("decide applied execute's greeting", taken, timeout=30)
+        assert "has not taken" not in _until("decide applied execute's greeting", taken, timeout=60)
         steps = _until("the greeting", lambda: [st for st in desk.read() if st.session == session])
         assert steps[0].seq == 1 and float(steps[0].account["position"][0]) == -0.007
         assert float(steps[0].account["entry_px"][0]) == 60100.0
@@ -323,3 +332,4 @@ def test_a_decide_session_started_before_execute_is_taken_with_the_venues_accoun
             if p is not None:
                 p.stop()
         desk.close()
+        kafka_broker.stop()
