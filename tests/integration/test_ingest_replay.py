@@ -32,8 +32,9 @@ import numpy as np
 import orjson
 import pytest
 from prometheus_client import CollectorRegistry
+from websockets.frames import Frame, Opcode
 
-from tests.fixtures.binance_replay import Faults, ReplayServer, comparable, rebase_exchange_times
+from tests.fixtures.binance_replay import Faults, ReplayServer, comparable, rebase_exchange_times, text_frame_header
 from tradeplane.engine.book import BookConfig, BookSet
 from tradeplane.engine.events import (
     DEGRADED,
@@ -453,3 +454,12 @@ def test_rebased_replay_gives_live_exchange_times_and_the_same_events(shared_dir
     assert len(ours) == len(ref) and ours.tobytes() == ref.tobytes()  # same prices, sizes, kinds, ids, order
     assert ours_snap.tobytes() == ref_snap.tobytes()
     assert run.kinds("md_gap") == [] and run.session.pipeline.sync_state() == {"BTCUSDT": None}
+
+
+def test_hand_built_text_frames_equal_the_websockets_library_frames() -> None:
+    """The fixture writes its coalesced frames itself (header + payload): the header must be the one the
+    websockets library would put on an unmasked final text frame, at each of the three length encodings."""
+    for size in (0, 1, 125, 126, 127, 65_535, 65_536, 70_000):
+        payload = b"x" * size
+        reference = Frame(Opcode.TEXT, payload).serialize(mask=False)
+        assert text_frame_header(size) + payload == reference, size
