@@ -133,10 +133,11 @@ class IngestOptions(BaseModel):
     dead_letters: bool = Field(default=True, description="Send frames the decoder rejects to dlq.md.")
     topic_timeout_s: float = Field(default=5.0, gt=0, le=30.0, description="Per attempt at creating the topics.")
     linger_ms: float = Field(
-        default=1.0,
+        default=0.0,
         ge=0,
         le=100.0,
-        description="Kafka producer linger: how long an md record may wait to share a request.",
+        description="Kafka producer linger: how long an md record may wait to share a request. 0: the session's "
+        "micro-batch is the batch; records published while a request is in flight still share the next one.",
     )
 
 
