@@ -13,7 +13,9 @@ older receive times, those events are moved up to what was released (counted in 
 because a live desk cannot revisit a decision.
 
 Wake-ups: the loop advances to the released frontier, so the tick at local time ``T`` runs as soon as an
-event received at ``T`` or later has been released — the batch then holds every event up to ``T``.
+event received at ``T`` or later has been released — the batch then holds every event up to ``T``. Between
+ticks the book and tops catch up with every release (:meth:`BacktestRun.catch_up`), so a tick processes only
+the events of the last fetch before it calls the desk.
 """
 
 from __future__ import annotations
@@ -107,4 +109,5 @@ class MarketClock:
                 self.run.extend(events)
         if self.run is not None and n:
             self.run.advance(self.feed.local_frontier)
+            self.run.catch_up(self.feed.local_frontier)  # the next tick then waits only for what comes after
         return n

@@ -3,9 +3,11 @@ for a silent symbol, and the same desk batches as the backtester over the same e
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 
 import numpy as np
+import pytest
 
 from tradeplane.engine.events import EVENT_DTYPE, EventArray
 from tradeplane.engine.runtime.instruments import instrument_table
@@ -89,21 +91,31 @@ def _synthetic() -> tuple[EventArray, BacktestConfig]:
 
 
 class _Recorder:
+    """Each desk call: its time, sizes, the touch, and digests of the events' and tops' bytes."""
+
     def __init__(self) -> None:
-        self.calls: list[tuple[int, int, int, tuple[float, float]]] = []
+        self.calls: list[tuple[int, int, int, tuple[float, float], str, str]] = []
 
     def on_batch(self, ctx: Context, batch: MarketBatch) -> None:
-        self.calls.append((batch.now, batch.events.shape[0], batch.tops.shape[0], ctx.touch(0)))
+        digest = [hashlib.blake2b(np.ascontiguousarray(a).tobytes(), digest_size=8).hexdigest()
+                  for a in (batch.events, batch.tops)]  # fmt: skip
+        self.calls.append((batch.now, batch.events.shape[0], batch.tops.shape[0], ctx.touch(0), *digest))
 
 
-def test_market_clock_fed_in_pieces_makes_the_backtests_batches_as_soon_as_data_passes_each_tick() -> None:
+@pytest.mark.parametrize("pieces", [36, 2000])
+def test_market_clock_fed_in_pieces_makes_the_backtests_batches_as_soon_as_data_passes_each_tick(
+    pieces: int,
+) -> None:
+    """36 pieces: several ticks per fetch; 2000: several fetches per tick, the book catching up between ticks
+    (what the tick then processes is only the last fetch's) — the same batches either way."""
     events, cfg = _synthetic()
     ref = _Recorder()
     run_backtest(events, ref, cfg)
     got = _Recorder()
     feed = LiveFeed({("binance-usdm", "BTCUSDT"): 0}, max_wait_ns=50 * MS, clock=lambda: 0)
     clock = MarketClock(feed, cfg, got.on_batch)
-    bounds = np.linspace(0, events.shape[0], 37).astype(int)
+    bounds = np.linspace(0, events.shape[0], pieces + 1).astype(int)
+    ahead = 0  # fetches after which the book had run past the last tick
     for seq, (a, b) in enumerate(itertools.pairwise(bounds)):
         piece = events[a:b].copy()
         feed.add(MdBatch("binance-usdm", "BTCUSDT", seq, 1, piece))
@@ -111,7 +123,10 @@ def test_market_clock_fed_in_pieces_makes_the_backtests_batches_as_soon_as_data_
         last = int(piece["ingest_ts"][-1])
         assert not got.calls or got.calls[-1][0] <= last  # no tick runs ahead of the data
         assert ref.calls[len(got.calls)][0] > last  # and every tick the data has passed has run
+        assert clock.run is not None
+        ahead += bool(got.calls) and clock.run.sim.now > got.calls[-1][0]
     t_end = int(events["ingest_ts"][-1])
     expect = [c for c in ref.calls if c[0] <= t_end]
     assert len(expect) > 150
     assert got.calls == expect
+    assert ahead > (pieces // 2 if pieces > len(expect) else 0)
