@@ -107,6 +107,12 @@ class VenueContext(Protocol):
 
     def cancel_parent(self, parent_id: int) -> None: ...
 
+    def order_refusal(self) -> str | None:
+        """Why no parent may be started now (a reason code), or ``None``: a venue side that cannot carry an
+        order out yet — live ``decide`` before execute has answered its session — refuses it here instead of
+        taking a parent nobody would work."""
+        ...
+
 
 def _no_clock() -> int:
     return 0
@@ -273,7 +279,8 @@ class DeskRuntime:
     def _send(self, ctx: VenueContext, s: StrategyRuntime, inst: Instrument, intent_id: str, leg: str, side: int,
               qty: float, now: int, *, reduce_only: bool, style: str,
               record: Callable[[], object] | None = None) -> bool:  # fmt: skip
-        """Pre-trade risk check, then hand the parent to the executors; False (and a rejection) if refused.
+        """The venue side's and the pre-trade risk check, then hand the parent to the executors; False (and a
+        rejection) if refused.
 
         ``record`` runs between the check and the send: the trade book notes the action (a partial, an
         add-on, a close) only once the order will really go out, so a refused one is retried next tick.
@@ -281,6 +288,12 @@ class DeskRuntime:
         bid, ask = ctx.touch(inst.id)
         mid = 0.5 * (bid + ask)
         if not (math.isfinite(mid) and mid > 0 and qty >= inst.step_size):
+            return False
+        refusal = ctx.order_refusal()
+        if refusal is not None:  # refused like a risk rejection: nothing recorded, so retried next tick
+            self.outbox.rejections.append({"strategy": s.name, "symbol": inst.symbol, "ts": now, "stage": "venue",
+                                           "reason": refusal, "detail": f"{leg} of {qty:g} not sent",
+                                           "signal_id": "", "intent_id": intent_id})  # fmt: skip
             return False
         req = OrderRequest(strategy=s.name, venue=inst.venue, symbol=inst.symbol, side=side, qty=qty, price=mid,
                            reduce_only=reduce_only, is_entry=leg == "entry", leverage=s.config.sizing.leverage,

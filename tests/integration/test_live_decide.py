@@ -15,13 +15,13 @@ Checked, on one process run:
   in receive order as decide does) — every decision until the reference's first fill (after it the
   reference's simulator has filled the order; live, nobody has: execute is not running), and the model's
   score of every tick after it;
-* the desk's entries go out on ``orders.<account>`` without an answer: one session, seq 1 (the hello, no
-  commands, repeated while nobody greets it), 2, …, parents
-  numbered 1, 2, … — as many entries as the reference made before its first fill;
+* the desk's entries go out on ``orders.<account>`` once the session is greeted (the test answers the hello
+  as execute would, before any market data) and without a further answer: one session, seq 1 (the hello, no
+  commands), 2, …, parents numbered 1, 2, … — as many entries as the reference made before its first fill;
 * decide's book syncs on ingest's stream (the REST snapshot and the rebased diffs): decisions there see a
   touch, not only ``GATE_SPREAD`` (a NaN touch);
 * a poison md record goes to ``dlq.md`` and the stream continues past it;
-* a venue report fed on ``venue.<account>`` (parent 1 filled) reaches the desk at its next tick: the fill
+* a venue report fed on ``venue.<account>`` (seq 2: parent 1 filled) reaches the desk at its next tick: the fill
   and the position appear on ``fills.<account>`` / ``desk.<account>``;
 * a report that skips a seq stops the process with exit code 5, the reason logged.
 
@@ -169,6 +169,31 @@ def _wait_released(port: int, n: int, timeout: float = 120.0) -> None:
     raise AssertionError(f"decide did not release all {n} events: {last}")
 
 
+def _greeting(session: int, contract: ContractSpec) -> bytes:
+    """execute's answer to the session's hello (seq 1): no parents, the venue's (flat) account."""
+    step = VenueStep(session, 1, time.time_ns(), np.zeros(0, EVENT_DTYPE), np.zeros(0, book_top_dtype(10)),
+                     np.zeros(0, FILL_DTYPE), np.zeros(0, ORDER_DTYPE), np.zeros(0, PARENT_DTYPE),
+                     new_account([contract], 10_000.0), np.zeros(1, TOUCH_DTYPE))  # fmt: skip
+    return encode_venue_step(step)
+
+
+def _greet(bootstrap: str, producer: KafkaBus, port: int, contract: ContractSpec) -> int:
+    """Stand in for execute: answer the session's hello; returns the session once decide applied it."""
+    deadline, said = time.monotonic() + 30, []
+    while not said and time.monotonic() < deadline:
+        said = _read(bootstrap, [orders_topic(ACCOUNT)], until=2.5)[orders_topic(ACCOUNT)]
+    assert said, "decide said no hello"
+    hello = decode_order_commands(said[0].value)
+    assert hello.seq == 1 and not hello.commands
+    producer.publish(venue_topic(ACCOUNT), ACCOUNT, _greeting(hello.session, contract), seq=1)
+    producer.flush(10)
+    deadline = time.monotonic() + 30
+    while "1 venue reports" not in _desk_reason(port) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert "1 venue reports" in _desk_reason(port)
+    return hello.session
+
+
 def _report(start: StartParent, session: int, seq: int, price: float, contract: ContractSpec) -> bytes:
     """A venue report as execute sends it: parent ``start.pid`` filled completely at ``price``."""
     parent = np.zeros(1, PARENT_DTYPE)
@@ -233,6 +258,10 @@ def test_live_decide_decides_on_market_data_as_it_arrives(trained: tuple[Path, P
         session_log = decide.wait_log("live session started", timeout=120)
         assert session_log["strategies"] == [strategy]
         producer = KafkaBus(bootstrap, client_id="it-producer")
+        cfg = backtest_config(*build_desk(desk_def, home, initial_balance=10_000.0)[:2], initial_balance=10_000.0,
+                              seed=0)  # fmt: skip
+        # execute's greeting first: before it the desk refuses every parent (nothing would carry it out)
+        greeted = _greet(bootstrap, producer, port, cfg.contracts[0])
         # phase 1: the first 65 s of the capture with live-like clocks, received up to now (the demo desk
         # enters in that window); phase 2: the replay server → ingest → md, a poison record in the middle
         window = int(np.searchsorted(recorded["ingest_ts"], recorded["ingest_ts"][0] + 65 * S))
@@ -298,17 +327,16 @@ def test_live_decide_decides_on_market_data_as_it_arrives(trained: tuple[Path, P
 
         # --- a venue report reaches the desk at its next tick -----------------------------------------
         session = orders[0].session
-        cfg = backtest_config(*build_desk(desk_def, home, initial_balance=10_000.0)[:2], initial_balance=10_000.0,
-                              seed=0)  # fmt: skip
+        assert session == greeted
         price = round(float(np.median(recorded["px"][:1000])), 1)
-        report = _report(starts[0], session, 1, price, cfg.contracts[0])
-        producer.publish(venue_topic(ACCOUNT), ACCOUNT, report, seq=1)
-        producer.publish(venue_topic(ACCOUNT), ACCOUNT, report, seq=1)  # a redelivery: ignored
+        report = _report(starts[0], session, 2, price, cfg.contracts[0])
+        producer.publish(venue_topic(ACCOUNT), ACCOUNT, report, seq=2)
+        producer.publish(venue_topic(ACCOUNT), ACCOUNT, report, seq=2)  # a redelivery: ignored
         producer.flush(10)
         deadline = time.monotonic() + 30
-        while "1 venue reports" not in _desk_reason(port) and time.monotonic() < deadline:
+        while "2 venue reports" not in _desk_reason(port) and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert "1 venue reports" in _desk_reason(port)
+        assert "2 venue reports" in _desk_reason(port)
         _CaptureFeed(recorded[window : window + 3_000], time.time_ns()).publish(producer)  # data past a tick
         rows = _read(bootstrap, [f"fills.{ACCOUNT}", f"desk.{ACCOUNT}"], until=4.0)
         fills = [row for r in rows[f"fills.{ACCOUNT}"] if (m := decode_rows(r.value)).kind == "fill" for row in m.rows]
@@ -318,7 +346,7 @@ def test_live_decide_decides_on_market_data_as_it_arrives(trained: tuple[Path, P
         assert positions and positions[-1]["qty"] != 0
 
         # --- a lost report stops the process --------------------------------------------------------
-        producer.publish(venue_topic(ACCOUNT), ACCOUNT, _report(starts[0], session, 3, price, cfg.contracts[0]), seq=3)
+        producer.publish(venue_topic(ACCOUNT), ACCOUNT, _report(starts[0], session, 4, price, cfg.contracts[0]), seq=4)
         producer.flush(10)
         assert decide.proc.wait(timeout=60) == 5, "".join(decide.lines[-20:])
         assert any("reports were lost" in line for line in decide.lines)

@@ -4,7 +4,10 @@
 are paper mode's :class:`~tradeplane.workloads.paper.mirror.ParentMirror` (a parent the desk starts gets the
 id execute's ExecutionDesk of this session will give it, and the record the executors create), updated from
 execute's venue reports; the account is the last report's rows (a flat account until the first); the touch
-is decide's own book. What the desk sends is recorded as commands and goes out at once, without waiting.
+is decide's own book. What the desk sends is recorded as commands and goes out at once, without waiting —
+once execute has greeted the session: before that the context refuses every parent
+(:data:`EXECUTE_NOT_GREETED`, a rejection the desk retries next tick), since a command nobody reads is
+cancelled by the next execute's start while the desk believes it working.
 
 :class:`VenueReports` applies ``venue.<account>`` messages (docs/dataplane.md, live contract): only this
 session's; a redelivery (seq at or below the last) is dropped; a gap means fills were lost, which no later
@@ -25,6 +28,8 @@ from ..paper.protocol import ANNOUNCE_SESSION, ProtocolError, VenueStep
 
 Records = npt.NDArray[np.void]
 Touch = Callable[[int], tuple[float, float]]
+#: the desk's rejection reason (stage ``venue``) for a parent wanted before execute greeted the session
+EXECUTE_NOT_GREETED = "execute_not_greeted"
 
 
 def _no_touch(symbol: int) -> tuple[float, float]:
@@ -48,9 +53,15 @@ class LiveContext(CommandRecorder):
         self.now = 0
         self._fills: list[Records] = []
         self._reports: list[Records] = []
+        #: why parents are refused: until execute greets the session (its first report, see VenueReports), a
+        #: command could reach no execute — one starting later cancels what it did not see — so none is sent
+        self.refusal: str | None = EXECUTE_NOT_GREETED
 
     def touch(self, symbol: int) -> tuple[float, float]:
         return self.touch_of(symbol)
+
+    def order_refusal(self) -> str | None:
+        return self.refusal
 
     def apply(self, step: VenueStep) -> None:
         """One venue report: parent rows, the account, and the fills and order reports for the next desk call."""
@@ -107,6 +118,7 @@ class VenueReports:
                                        "reports were lost (fills the desk would never book)")  # fmt: skip
         self.ctx.apply(step)
         self.last = step.seq
+        self.ctx.refusal = None  # greeted: an execute works this session's commands
         return True
 
 

@@ -113,6 +113,10 @@ class CommandRecorder:
     def cancel_parent(self, parent_id: int) -> None:
         self.desk.cancel(parent_id)
 
+    def order_refusal(self) -> str | None:
+        """None: paper mode's lock-step only calls the desk with execute's answer in hand."""
+        return None
+
     def take_commands(self) -> list[Command]:
         out, self.desk.commands = self.desk.commands, []
         return out

@@ -10,7 +10,12 @@ from tradeplane.engine.runtime.instruments import instrument_table
 from tradeplane.engine.sim.executors import PARENT_WORKING
 from tradeplane.engine.sim.orders import FILL_DTYPE, ORDER_DTYPE
 from tradeplane.engine.sim.portfolio import new_account
-from tradeplane.workloads.live.decide_context import LiveContext, VenueReports, after_announcement
+from tradeplane.workloads.live.decide_context import (
+    EXECUTE_NOT_GREETED,
+    LiveContext,
+    VenueReports,
+    after_announcement,
+)
 from tradeplane.workloads.paper.protocol import (
     ANNOUNCE_SESSION,
     TOUCH_DTYPE,
@@ -115,3 +120,14 @@ def test_after_an_execute_start_the_hello_is_said_again_unless_commands_were_los
     with pytest.raises(ProtocolError, match="2 commands") as err:
         after_announcement(SESSION, 2, 1_500)
     assert err.value.field == "execute"
+
+
+def test_parents_are_refused_until_execute_greets_this_session() -> None:
+    ctx = _ctx()
+    inbox = VenueReports(SESSION, ctx, started_ns=1_000)
+    assert ctx.order_refusal() == EXECUTE_NOT_GREETED
+    assert not inbox.accept(_announcement(ctx, 1_500))  # an execute started: not yet this session's answer
+    assert not inbox.accept(_report(ctx, 1, session=SESSION + 1))  # another session's greeting
+    assert ctx.order_refusal() == EXECUTE_NOT_GREETED
+    assert inbox.accept(_report(ctx, 1))  # the greeting: seq 1 of this session
+    assert ctx.order_refusal() is None

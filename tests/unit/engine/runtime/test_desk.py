@@ -32,7 +32,7 @@ def _spec(name: str) -> dict[str, object]:
     return yaml.safe_load((REPO / "examples" / name).read_text())["spec"]  # type: ignore[no-any-return]
 
 
-def _desk(halt_at_s: float | None = None) -> tuple[DeskRuntime, object]:
+def _desk(halt_at_s: float | None = None, refuse_until_s: float | None = None) -> tuple[DeskRuntime, object]:
     raw = _spec("21-strategy-btc-usdm.yaml")
     raw["decision"] |= {"tau": 0.5, "kappa": 0.0, "cooldownSeconds": 5, "horizonSeconds": 20}  # type: ignore[operator]
     raw["gates"] |= {"minTop1DepthUsdt": 0, "maxSpreadBps": 50}  # type: ignore[operator]
@@ -46,21 +46,25 @@ def _desk(halt_at_s: float | None = None) -> tuple[DeskRuntime, object]:
     desk = DeskRuntime([strategy], {"desk-default": risk}, instruments)
     data = synthetic_market(instruments, seconds=300, seed=21)
     cfg = backtest_config(desk, instruments, initial_balance=10_000.0, seed=0)
-    if halt_at_s is None:
+    if halt_at_s is None and refuse_until_s is None:
         return desk, run_backtest(data.events, desk, cfg)
     t0 = int(data.events["ingest_ts"][0])
     halted = {"at": 0}
 
-    class KillSwitchAt:
-        """The desk, plus an operator flipping ``halt: true`` at one moment."""
+    class Interfering:
+        """The desk, plus an operator flipping ``halt: true`` at one moment, or a venue side that refuses
+        every parent until another (as live decide's does until execute greets its session)."""
 
         def on_batch(self, ctx: Context, batch: MarketBatch) -> None:
-            if not halted["at"] and batch.now - t0 >= halt_at_s * _S:
+            if halt_at_s is not None and not halted["at"] and batch.now - t0 >= halt_at_s * _S:
                 halted["at"] = batch.now
                 risk.update_config(RiskConfig.from_spec(budget.model_copy(update={"halt": True})), batch.now)
+            if refuse_until_s is not None:
+                refusing = batch.now - t0 < refuse_until_s * _S
+                setattr(ctx, "order_refusal", (lambda: "venue_down") if refusing else (lambda: None))  # noqa: B010
             desk.on_batch(ctx, batch)
 
-    run_backtest(data.events, KillSwitchAt(), cfg)
+    run_backtest(data.events, Interfering(), cfg)
     return desk, halted["at"]
 
 
@@ -108,3 +112,22 @@ def test_the_same_desk_on_the_same_data_decides_and_fills_identically(free_run: 
     assert [(f["client_order_id"], f["qty"], f["price"]) for f in again.outbox.fills] == [
         (f["client_order_id"], f["qty"], f["price"]) for f in free_run.outbox.fills
     ]
+
+
+def test_a_venue_side_that_refuses_gets_no_parent_and_the_desk_enters_once_it_accepts(
+    free_run: DeskRuntime,
+) -> None:
+    desk, _ = _desk(refuse_until_s=100)
+    out = desk.outbox
+    t0 = min(s.infer_ts for s in out.signals)
+    refused = [r for r in out.rejections if r["stage"] == "venue"]
+    # the free run entered in that window: here each of those entries is a rejection instead of a parent
+    early = [o for o in free_run.outbox.orders if o["status"] == "NEW" and o["ts"] - t0 < 100 * _S]
+    assert early, "the free run sent nothing in the window: the test would prove nothing"
+    assert refused and all(r["reason"] == "venue_down" and r["ts"] - t0 < 100 * _S for r in refused)
+    assert all(r["intent_id"] and r["detail"].startswith("entry of ") for r in refused)
+    orders = [o for o in out.orders if o["status"] == "NEW"]
+    assert orders and all(o["ts"] - t0 >= 100 * _S for o in orders)
+    entries = [o for o in orders if o["client_order_id"].startswith("tpe_")]
+    assert out.intents and len(out.intents) == len(entries)  # only the entries that went out are intents
+    assert len(desk.strategies[0].trades.trades()) == len(out.intents)  # a refused entry opened no trade
