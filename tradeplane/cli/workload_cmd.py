@@ -41,7 +41,7 @@ def workload(
     overrides: dict[str, Any] = {} if port is None else {"workload": {"http_port": port}}
     try:
         settings = load_settings(**overrides)
-        code = run_workload(name, settings)
+        code = run_workload(name, settings, freeze_heap=True)
     except SettingsError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(exit_codes.CONFIG) from None

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from ...settings import ENV_PREFIX, Settings, SettingsError
+from .heap import freeze_startup_heap
 from .logs import configure_workload_logging
 from .service import LoopStep, WorkloadService
 
@@ -93,8 +94,12 @@ def parse_options(settings: Settings, model: type[M]) -> M:
         raise SettingsError("invalid workload options:\n  " + "\n  ".join(lines)) from None
 
 
-def run_workload(name: str, settings: Settings, *, install_signals: bool = True) -> int:
+def run_workload(name: str, settings: Settings, *, install_signals: bool = True, freeze_heap: bool = False) -> int:
     """Run workload ``name`` until SIGTERM/SIGINT and return its exit code (:mod:`.shutdown`).
+
+    ``freeze_heap`` (the ``tradeplane workload`` process sets it): after setup, the start-up objects are
+    taken out of every later garbage collection (:func:`.heap.freeze_startup_heap`). Off for callers that
+    run a workload inside a bigger process (tests), whose own objects would be frozen with it.
 
     Raises :class:`UnknownWorkloadError` for an unregistered name, ``OSError`` when the port is taken, and
     :class:`SettingsError` for bad options (the endpoints are closed again; no hook runs: nothing was
@@ -119,6 +124,8 @@ def run_workload(name: str, settings: Settings, *, install_signals: bool = True)
     except Exception as exc:
         _log.exception("workload setup failed", extra={"error": f"{type(exc).__name__}: {exc}"})
         return service.shutdown(loop_failed=True)
+    if freeze_heap:
+        _log.info("start-up heap frozen", extra={"objects": freeze_startup_heap()})
     code = service.run(step)
     if service.shutdown_report is not None and service.shutdown_report.abandoned:
         # A hook thread is still running and may hold non-daemon threads of a client library; the

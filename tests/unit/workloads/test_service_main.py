@@ -8,6 +8,7 @@ handlers off and the global logging state restored afterwards.
 from __future__ import annotations
 
 import asyncio
+import gc
 import io
 import json
 import logging
@@ -165,6 +166,33 @@ def test_run_workload_in_process(
         "http endpoints listening", "workload running", "stop requested", "workload stopped",
     ]  # fmt: skip
     assert all(x["workload"] == "counting" and x["strategy"] == "s9" for x in lines)
+
+
+def test_the_process_entry_freezes_the_start_up_heap_before_the_first_step(
+    registry: dict[str, object], logging_restored: io.StringIO, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What set-up built is out of later collections by the first step (a test process: unfrozen after)."""
+    frozen_at_step: list[int] = []
+    built = [[i] for i in range(1000)]  # start-up state the workload keeps
+
+    def keeping(service: WorkloadService, settings: Settings) -> LoopStep:
+        def step() -> None:
+            frozen_at_step.append(gc.get_freeze_count())
+            service.request_stop("done")
+
+        return step
+
+    register_workload("keeping", keeping)
+    assert gc.get_freeze_count() == 0
+    try:
+        assert run_workload("keeping", _settings(), install_signals=False, freeze_heap=True) == EXIT_OK
+        assert frozen_at_step and frozen_at_step[0] >= len(built)
+    finally:
+        gc.unfreeze()
+    logged = [json.loads(x) for x in capsys.readouterr().err.splitlines()]
+    assert any(x["msg"] == "start-up heap frozen" and x["objects"] >= len(built) for x in logged)
+    assert run_workload("keeping", _settings(), install_signals=False) == EXIT_OK  # in-process default: off
+    assert gc.get_freeze_count() == 0
 
 
 def test_setup_failure_runs_the_hooks_registered_so_far(
