@@ -157,6 +157,9 @@ def setup(service: WorkloadService, settings: Settings) -> LoopStep:
             published.labels(topic.split(".", 1)[0]).inc()
 
     watchers: list[RoutesWatcher] = []
+    # once per process: every session's desk comes from the same manifests (the same families), and each
+    # ConfigMap source holds a Kubernetes API client that a per-session build would leave open
+    sources = route_sources(opts, settings, first_families)
 
     def build() -> DeskRuntime:
         if spare:
@@ -164,7 +167,7 @@ def setup(service: WorkloadService, settings: Settings) -> LoopStep:
         else:
             desk, _, families = build_desk(manifests, opts.home, initial_balance=opts.initial_balance, serve=serve)
         watchers[:] = [desk_routes(families, desk, root=opts.routes_dir, poll_s=opts.routes_poll_s,
-                                   sources=route_sources(opts, settings, families))]  # fmt: skip
+                                   sources=sources)]  # fmt: skip
         desk.on_drain = publish
         log.info("paper session: a fresh desk", extra={"strategies": [s.name for s in desk.strategies]})
         return desk

@@ -333,10 +333,6 @@ def _models_html(data: RunReportData) -> str:
     return html_table(header, rows)
 
 
-def _num(x: Any) -> float:
-    return float(x) if isinstance(x, int | float) else math.nan
-
-
 def _rollouts_html(data: RunReportData) -> str:
     """One row per ModelVersion the run's rollout controller drove (``summary["rollouts"]``): where it ended,
     the last verdict and where its comparison report (one row per analysis) was written."""
@@ -348,7 +344,7 @@ def _rollouts_html(data: RunReportData) -> str:
         report = r.get("report")
         where = f"<code>{esc(str(report))}</code> ({esc(str(r.get('reportRows', 0)))} analyses)" if report else "—"
         rows.append([esc(str(version)), esc(str(r.get("phase"))), esc(str(r.get("step", "—"))),
-                     esc(formatted(_num(r.get("weightPct")), ".3g")), esc(str(r.get("stable") or "—")),
+                     esc(formatted(r.get("weightPct"), ".3g")), esc(str(r.get("stable") or "—")),
                      esc(str(r.get("analyses", 0))), esc(str(r.get("lastVerdict") or "—")),
                      esc(str(r.get("lastReason") or "")), where])  # fmt: skip
     header = ["version", "phase", "step", "weight %", "stable", "analyses", "last verdict", "reason", "report"]
