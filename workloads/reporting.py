@@ -139,7 +139,10 @@ def finish_drawdown_axes(ax_abs: Axes, ax_pct: Axes, *, xlabel: str) -> None:
 
 
 def formatted(x: Any, spec: str) -> str:
-    """``format(x, spec)`` for a finite number; "—" for NaN, "∞"/"−∞" for infinities."""
+    """``format(x, spec)`` for a finite number; "—" for NaN or a missing value (None), "∞"/"−∞" for
+    infinities."""
+    if x is None:
+        return "—"
     v = float(x)
     if math.isnan(v):
         return "—"
