@@ -37,6 +37,7 @@ import numpy.typing as npt
 
 from ..decision.pipeline import decide
 from ..decision.types import LONG, Intent, MarketState
+from ..events import EventArray
 from ..risk.engine import OrderRequest, RiskEngine
 from ..risk.reasons import RECONCILE_MISMATCH
 from ..sim.executors import (
@@ -191,6 +192,11 @@ class DeskRuntime:
         self.reconcile_reports: deque[tuple[int, str, ReconcileReport]] = deque(maxlen=RECONCILE_HISTORY)
 
     # --- the backtester's Strategy protocol -----------------------------------------------------------------
+    def on_market(self, events: EventArray, tops: npt.NDArray[np.void]) -> None:
+        """Market data of the next batch, ahead of its wake-up (``MarketObserver``): the view computes its
+        features now, and the batch at the wake-up then carries only what was not observed."""
+        self.view.observe(events, tops)
+
     def on_batch(self, ctx: VenueContext, batch: MarketBatch) -> None:
         now = batch.now
         self.now = now

@@ -10,6 +10,7 @@ before them, per notional bucket, which the decision charges as the cost of its 
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -91,6 +92,19 @@ class MarketView:
 
     def update(self, events: EventArray, tops: npt.NDArray[np.void]) -> None:
         """Feed one micro-batch: the events and the book tops the desk received in it."""
+        self.observe(events, tops)
+        self.settle()
+
+    def observe(self, events: EventArray, tops: npt.NDArray[np.void]) -> None:
+        """Feed a piece of the next micro-batch ahead of its :meth:`settle` (arrival order, pieces cut between
+        receive times, as a live feed releases them).
+
+        Why: live decide hands the view each md fetch as it arrives, so the tick itself only computes the last
+        fetch's features. Every value here is a function of the events so far, whatever the cuts — the book
+        and bar features (the feature engine is streamed), the last top, book row and bar per instrument, the
+        last finite funding, gaps counted in each top's own minute — and the slippage fit only decides when
+        to refit at :meth:`settle`. So observe-then-settle equals one :meth:`update` of the whole batch.
+        """
         n = int(events.shape[0])
         self.events += n
         if n:
@@ -102,15 +116,27 @@ class MarketView:
             index = np.searchsorted(events["ingest_ts"], tops["ingest_ts"], side="right").astype(np.int64) - 1
             np.maximum(index, 0, out=index)
         batch = self.engine.update(events, tops if index is not None else None, index)
-        self.slippage.update(events, tops)
+        self.slippage.feed(events, tops)
         self._read_book(batch.book)
         for clock in self.clock_names:
             self._read_bars(clock, batch.bars[clock], batch.bar_features[clock])
 
+    def settle(self) -> None:
+        """The end of a micro-batch (the decision tick): the slippage fit refits if due."""
+        self.slippage.settle()
+
     def _count_gaps(self, tops: npt.NDArray[np.void]) -> None:
         """Unsynced tops of books that were synced before (the wait for the first snapshot is not a gap),
-        counted per minute of local time."""
-        minute = int(tops["ingest_ts"][-1]) // (60_000 * _NS_PER_MS)
+        counted in the minute of local time each top was received in."""
+        minutes = tops["ingest_ts"] // (60_000 * _NS_PER_MS)
+        if minutes[0] == minutes[-1]:
+            self._count_gaps_in_minute(int(minutes[0]), tops)
+            return
+        cuts = [0, *(np.flatnonzero(np.diff(minutes)) + 1).tolist(), int(tops.shape[0])]
+        for a, b in itertools.pairwise(cuts):
+            self._count_gaps_in_minute(int(minutes[a]), tops[a:b])
+
+    def _count_gaps_in_minute(self, minute: int, tops: npt.NDArray[np.void]) -> None:
         if minute != self._minute:
             w = self._window
             self._window = [w[2], w[3], 0, 0] if minute == self._minute + 1 else [0, 0, 0, 0]
@@ -157,8 +183,10 @@ class MarketView:
             values["bar_close"] = float(bars["close"][i])
             self.bars[clock][s] = values
             self.bar_end[clock][s] = int(bars["end_ts"][i])
-            if math.isfinite(float(bars["funding_rate"][i])):
-                self.funding[s] = float(bars["funding_rate"][i])
+        funded = np.flatnonzero(np.isfinite(bars["funding_rate"]))
+        if funded.shape[0]:  # the last bar that knew a funding rate, not merely the last bar
+            for s, i in _last_row_per_symbol(bars["symbol"][funded]):
+                self.funding[s] = float(bars["funding_rate"][funded[i]])
 
     def features(self, clock: str, instrument: int) -> dict[str, float]:
         """Every feature a model or a rule may name: the latest bar's columns on ``clock`` and the latest

@@ -139,7 +139,16 @@ class SlippageFitter:
         instruments that got new samples refit if due. Samples do not depend on where the stream was cut, so
         neither on when it is processed; refits happen at the same batches whenever the batches are the same.
         """
-        cfg = self.config
+        self.feed(events, tops)
+        self.settle()
+
+    def feed(self, events: EventArray, tops: npt.NDArray[np.void]) -> None:
+        """A piece of a micro-batch, fed ahead of the batch's :meth:`settle` (the batch is the pieces joined).
+
+        Why pieces: a live desk's market view takes each md fetch as it arrives and settles at the decision
+        tick (``MarketView.observe``). Only :meth:`settle` decides whether to measure and refit, so the fit
+        at a tick is the same however the tick's batch reached the fitter.
+        """
         n = events.shape[0]
         if n:
             arrival = events["ingest_ts"]
@@ -152,6 +161,11 @@ class SlippageFitter:
             self._tops_dtype = tops.dtype
             self._waiting_tops.append(_bytes(tops))
             self._n_tops += tops.shape[0]
+
+    def settle(self) -> None:
+        """The end of a micro-batch: measure the waiting pieces if enough have gathered, then refit the
+        instruments that are due."""
+        cfg = self.config
         if (
             self._n_events >= cfg.process_events
             or self._n_tops >= cfg.max_waiting_tops

@@ -111,6 +111,14 @@ class Strategy(Protocol):
     def on_batch(self, ctx: Context, batch: MarketBatch) -> None: ...
 
 
+class MarketObserver(Protocol):
+    """A strategy that can take the market data of its next batch ahead of the wake-up (``on_market``), as a
+    live clock releases it (:meth:`BacktestRun.catch_up`); the batch at the wake-up then carries only the
+    events and tops it has not observed. Its decisions must not depend on how the batch was cut."""
+
+    def on_market(self, events: EventArray, tops: Records) -> None: ...
+
+
 class Context:
     """The strategy's handle on the run at local time :attr:`now`: the book as it has seen it, its portfolio,
     its own orders, and the executors. Orders sent through it go out at :attr:`now` (+ entry latency)."""
@@ -379,7 +387,8 @@ class BacktestRun:
 
     def catch_up(self, until: int) -> None:
         """Process the market now up to just before ``until`` (local ns) and before the next wake-up, keeping
-        what it delivers for that wake-up's batch (the batch the strategy gets is the same).
+        what it delivers for that wake-up's batch (the batch the strategy gets is the same), or handing it to
+        the strategy at once when it is a :class:`MarketObserver`.
 
         Why: a live clock (workloads/live/market.py) calls this after every md fetch, so the wake-up at ``T``
         only processes what arrived since the last fetch instead of a whole tick of events — at 20k messages/s
@@ -393,7 +402,14 @@ class BacktestRun:
         if stop <= self.sim.now:
             return
         step = self.sim.run_until(stop)
-        if step.events.shape[0] or step.tops.shape[0]:  # copies: the views would follow the logs' next extend
+        if not (step.events.shape[0] or step.tops.shape[0]):
+            return
+        observe = getattr(self.strategy, "on_market", None)
+        if observe is not None:  # a MarketObserver: its features catch up too, the wake-up gets the rest
+            observe(step.events, step.tops)
+            if step.fills.shape[0] or step.reports.shape[0]:
+                self.pending.append(replace(step, events=step.events[:0].copy(), tops=step.tops[:0].copy()))
+        else:  # copies: the views would follow the logs' next extend
             self.pending.append(replace(step, events=step.events.copy(), tops=step.tops.copy()))
 
     def finish(self) -> BacktestResult:

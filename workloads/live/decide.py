@@ -26,10 +26,11 @@ from prometheus_client import Counter, Gauge, Histogram
 from pydantic import Field
 
 from ...api.v1alpha1.strategy import market_data_venue
+from ...engine.events import EventArray
 from ...engine.runtime.instruments import Instrument
 from ...engine.runtime.outbox import Outbox
 from ...engine.sim.portfolio import new_account
-from ...engine.sim.runner import BacktestConfig, BacktestRun, Context, MarketBatch
+from ...engine.sim.runner import BacktestConfig, BacktestRun, Context, MarketBatch, Records
 from ...settings import Settings
 from ..bus.dedup import SequenceFilter
 from ..bus.kafka import KafkaConsumer
@@ -176,7 +177,13 @@ def setup_live(service: WorkloadService, settings: Settings, opts: LiveDecideOpt
             lag.observe((now - state["newest"]) / 1e9)
             tick_lag.observe((now - batch.now) / 1e9)
 
-    clock = MarketClock(feed, cfg, call)
+    def observe(events: EventArray, tops: Records) -> None:
+        """Released market data between ticks: the desk's features catch up now, not at the tick."""
+        if events.shape[0]:
+            state["newest"] = max(state["newest"], int(events["exchange_ts"].max()))
+        desk.on_market(events, tops)
+
+    clock = MarketClock(feed, cfg, call, observe)
 
     def hello() -> None:
         """Seq 1 of the session, no commands: execute takes the session and answers with the account."""

@@ -14,8 +14,9 @@ because a live desk cannot revisit a decision.
 
 Wake-ups: the loop advances to the released frontier, so the tick at local time ``T`` runs as soon as an
 event received at ``T`` or later has been released — the batch then holds every event up to ``T``. Between
-ticks the book and tops catch up with every release (:meth:`BacktestRun.catch_up`), so a tick processes only
-the events of the last fetch before it calls the desk.
+ticks the book and tops catch up with every release (:meth:`BacktestRun.catch_up`), and so do the desk's
+features when decide passes ``observe`` (``DeskRuntime.on_market``), so a tick processes only the events of the
+last fetch before it decides.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from collections.abc import Callable, Mapping
 import numpy as np
 
 from ...engine.events import EventArray
-from ...engine.sim.runner import BacktestConfig, BacktestRun, Context, MarketBatch, Strategy
+from ...engine.sim.runner import BacktestConfig, BacktestRun, Context, MarketBatch, Records, Strategy
 from ..bus.mdbatch import MdBatch
 from ..paper.feed import MarketFeed
 
@@ -76,6 +77,7 @@ class LiveFeed(MarketFeed):
 
 
 DeskCall = Callable[[Context, MarketBatch], None]
+MarketCall = Callable[[EventArray, Records], None]
 
 
 class _Wakeups:
@@ -88,14 +90,24 @@ class _Wakeups:
         self.call(ctx, batch)
 
 
+class _ObservedWakeups(_Wakeups):
+    """:class:`_Wakeups` that also hands on the market between wake-ups (a ``MarketObserver``)."""
+
+    def __init__(self, call: DeskCall, observe: MarketCall) -> None:
+        super().__init__(call)
+        self.on_market = observe
+
+
 class MarketClock:
     """The feed and an order-less :class:`BacktestRun` over it: :meth:`advance` releases what arrived and
     runs every wake-up up to the frontier, calling ``call(ctx, batch)`` for each (``ctx.touch`` is the
-    book as received)."""
+    book as received). With ``observe``, what is released between wake-ups goes to ``observe(events, tops)``
+    at once and each wake-up's batch holds only the rest (the desk's features catch up between ticks)."""
 
-    def __init__(self, feed: LiveFeed, config: BacktestConfig, call: DeskCall) -> None:
+    def __init__(self, feed: LiveFeed, config: BacktestConfig, call: DeskCall,
+                 observe: MarketCall | None = None) -> None:  # fmt: skip
         self.feed, self.config = feed, config
-        self.strategy: Strategy = _Wakeups(call)
+        self.strategy: Strategy = _Wakeups(call) if observe is None else _ObservedWakeups(call, observe)
         self.run: BacktestRun | None = None
 
     def advance(self) -> int:
