@@ -177,7 +177,7 @@ def cpu_shares(pids: dict[str, int], before: dict[str, float], wall_s: float) ->
     for name, pid in pids.items():
         try:
             out[name] = round((cpu_seconds(pid) - before[name]) / wall_s, 3)
-        except (OSError, KeyError):
+        except OSError:  # the process is gone
             continue
     return out
 
@@ -203,7 +203,7 @@ def one_rate(rate: float, native: float, seconds: float, home: Path, manifests: 
         # fetch_wait_ms 1: Tansu holds an empty fetch for the whole wait even when records arrive (Kafka answers
         # at once), so a small wait is what stands in for Kafka's behaviour here (docs/dataplane.md, Tansu caveats)
         opts = {"manifests": [str(manifests)], "account": "bench", "home": str(home), "fetch_wait_ms": 1}
-        opts |= {k: json.loads(v) for k, v in (decide_options or {}).items()}
+        opts |= decide_options or {}  # as text, like ingest's: the settings parse them as they parse any env
         decide = WorkloadProcess(["decide", "--port", "0"], _env(broker.bootstrap_servers, opts), work)
         started.append(decide)
         port = int(decide.wait_log("http endpoints listening", timeout=120)["port"])
