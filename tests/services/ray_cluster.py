@@ -8,6 +8,7 @@ path because Ray's Unix socket paths must stay under the 107-byte limit.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import tempfile
 import time
@@ -18,6 +19,10 @@ from tests.services._process import ServiceError
 
 #: Enough for tests without claiming /dev/shm proportional to RAM (Ray's default is 30% of memory).
 OBJECT_STORE_BYTES = 256 * 1024 * 1024
+#: Serve's controller kills a proxy that misses three readiness checks of this many seconds (Ray's default 5),
+#: and ``serve.start`` then fails. On a loaded 2-core box a proxy's start (its HTTP stack's imports) took longer
+#: in CI; Ray's processes inherit the variable from this one, which starts them.
+SERVE_ENV = {"RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S": "20"}
 
 
 class RayRuntime:
@@ -35,6 +40,8 @@ class RayRuntime:
 
         if ray.is_initialized():
             raise ServiceError("Ray is already initialized in this process; tests need their own runtime")
+        for key, value in SERVE_ENV.items():
+            os.environ.setdefault(key, value)
         began = time.monotonic()
         ray.init(
             num_cpus=self.num_cpus,
