@@ -101,9 +101,9 @@ class MarketView:
 
         Why: live decide hands the view each md fetch as it arrives, so the tick itself only computes the last
         fetch's features. Every value here is a function of the events so far, whatever the cuts — the book
-        and bar features (the feature engine is streamed), the last top, book row and bar per instrument, the
-        last finite funding, gaps counted in each top's own minute — and the slippage fit only decides when
-        to refit at :meth:`settle`. So observe-then-settle equals one :meth:`update` of the whole batch.
+        and bar features (the feature engine is streamed), the last top, book row and bar per instrument (a bar
+        carries the last known funding rate), gaps counted in each top's own minute — and the slippage fit only
+        decides when to refit at :meth:`settle`. So observe-then-settle equals one :meth:`update` of the whole batch.
         """
         n = int(events.shape[0])
         self.events += n
@@ -183,10 +183,8 @@ class MarketView:
             values["bar_close"] = float(bars["close"][i])
             self.bars[clock][s] = values
             self.bar_end[clock][s] = int(bars["end_ts"][i])
-        funded = np.flatnonzero(np.isfinite(bars["funding_rate"]))
-        if funded.shape[0]:  # the last bar that knew a funding rate, not merely the last bar
-            for s, i in _last_row_per_symbol(bars["symbol"][funded]):
-                self.funding[s] = float(bars["funding_rate"][funded[i]])
+            if math.isfinite(float(bars["funding_rate"][i])):  # a bar carries the last known rate, NaN before any
+                self.funding[s] = float(bars["funding_rate"][i])
 
     def features(self, clock: str, instrument: int) -> dict[str, float]:
         """Every feature a model or a rule may name: the latest bar's columns on ``clock`` and the latest

@@ -15,6 +15,7 @@ import itertools
 import math
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -35,6 +36,7 @@ _FIT = SlippageFitConfig(capacity=1500, refit_every=8, min_samples=20, process_e
 _CLOCKS = (clock_for("time", 1000, 0.0), clock_for("volume", 0, 250_000.0))
 
 Rows = npt.NDArray[np.void]
+State = tuple[Any, ...]  #: what :func:`_state` reads, in its order (index 8: refits so far)
 
 
 @cache
@@ -65,7 +67,7 @@ def _ticks(events: Rows) -> npt.NDArray[np.int64]:
     return np.arange(t0, int(events["ingest_ts"][-1]) + _TICK_NS, _TICK_NS, dtype=np.int64)
 
 
-def _state(view: MarketView) -> tuple[object, ...]:
+def _state(view: MarketView) -> State:
     """Everything a decision reads from the view, NaN made comparable."""
 
     def same(x: float) -> object:
@@ -87,13 +89,13 @@ def _state(view: MarketView) -> tuple[object, ...]:
     )
 
 
-def _run(events: Rows, tops: Rows, pieces: int, seed: int, settle_each_piece: bool = False) -> list[object]:
+def _run(events: Rows, tops: Rows, pieces: int, seed: int, settle_each_piece: bool = False) -> list[State]:
     """The view's state after each tick; each tick's batch fed in up to ``pieces`` receive-time pieces."""
     view = _view()
     rng = np.random.default_rng(seed)
-    states: list[object] = []
-    for (lo, hi), (ev, tp) in zip(itertools.pairwise(_ticks(events)), _cut(events, tops, _ticks(events)),
-                                  strict=True):  # fmt: skip
+    states: list[State] = []
+    ticks = _ticks(events)
+    for (lo, hi), (ev, tp) in zip(itertools.pairwise(ticks), _cut(events, tops, ticks), strict=True):
         if pieces == 1 or not ev.shape[0]:
             view.update(ev, tp)
         else:
@@ -114,7 +116,6 @@ def test_a_view_fed_in_pieces_equals_the_view_fed_whole_batches(market: tuple[Ro
     whole = _run(events, tops, 1, 0)
     assert len(whole) > 500
     last = whole[-1]
-    assert isinstance(last, tuple)
     assert last[8] > 10, "the fitter refitted too rarely for the comparison to bite"
     bar = last[5][_CLOCKS[0].name]
     assert sum(v != "nan" for v in bar.values()) > 0.7 * len(bar), "bar features not warmed up"
@@ -128,7 +129,7 @@ def test_settling_every_piece_changes_the_slippage_fit_so_the_comparison_can_fai
     whole = _run(events, tops, 1, 0)
     naive = _run(events, tops, 20, 2, settle_each_piece=True)
     assert naive != whole
-    assert [s[:8] for s in naive] == [s[:8] for s in whole]  # only the fit (refit timing) differs  # type: ignore[index]
+    assert [s[:8] for s in naive] == [s[:8] for s in whole]  # only the fit (refit timing) differs
 
 
 def _received(ms: list[tuple[float, int]]) -> tuple[Rows, Rows]:
