@@ -1,7 +1,7 @@
 """Live decide's desk observes the market between ticks (``MarketClock(..., observe=desk.on_market)``) and
 decides exactly as the backtester's desk, which gets each tick's batch whole.
 
-The desk is the example USD-M strategy opened up to decide every tick (as in engine/runtime/test_desk.py),
+The desk is the example USD-M strategy opened up to decide every tick (tests/unit/engine/runtime/support.py),
 with the venue refusing every order so both runs stay order-less (live decide's market clock never works
 orders itself). Compared: every signal (probability, expected return, utility, costs, feature
 contributions, decision) and every rejection, in order.
@@ -11,43 +11,19 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
-from tradeplane.api.v1alpha1.riskbudget import RiskBudgetSpec
-from tradeplane.api.v1alpha1.strategy import StrategySpec
-from tradeplane.engine.risk.config import RiskConfig
-from tradeplane.engine.risk.engine import RiskEngine
+from tests.unit.engine.runtime.support import INSTRUMENTS, open_desk
 from tradeplane.engine.runtime.desk import DeskRuntime
-from tradeplane.engine.runtime.instruments import instrument_table
-from tradeplane.engine.runtime.strategy import StrategyRuntime
 from tradeplane.engine.sim.runner import Context, MarketBatch, run_backtest
 from tradeplane.workloads.bus.mdbatch import MdBatch
 from tradeplane.workloads.live.market import LiveFeed, MarketClock
 from tradeplane.workloads.local.runner import backtest_config
 from tradeplane.workloads.local.source import synthetic_market
 
-REPO = Path(__file__).resolve().parents[3]
 MS = 1_000_000
-INSTRUMENTS = instrument_table([("binance-usdm", "BTCUSDT")])
-
-
-def _desk() -> DeskRuntime:
-    def spec(name: str) -> dict[str, object]:
-        return yaml.safe_load((REPO / "examples" / name).read_text())["spec"]  # type: ignore[no-any-return]
-
-    raw = spec("21-strategy-btc-usdm.yaml")
-    raw["decision"] |= {"tau": 0.5, "kappa": 0.0, "cooldownSeconds": 5, "horizonSeconds": 20}  # type: ignore[operator]
-    raw["gates"] |= {"minTop1DepthUsdt": 0, "maxSpreadBps": 50}  # type: ignore[operator]
-    raw["features"] = {"set": "microstructure-v1", "clock": "time", "barMs": 1000}
-    strategy = StrategyRuntime.build("usdm-btc", StrategySpec.model_validate(raw), INSTRUMENTS, None)
-    budget = RiskConfig.from_spec(RiskBudgetSpec.model_validate(spec("00-riskbudget.yaml")))
-    return DeskRuntime(
-        [strategy], {"desk-default": RiskEngine("desk-default", budget, initial_equity=10_000.0)}, INSTRUMENTS
-    )
 
 
 class _Refused:
@@ -76,11 +52,11 @@ def _first_difference(have: Sequence[object], want: Sequence[object]) -> str | N
 def test_a_desk_observing_between_ticks_decides_as_the_backtests_desk(pieces: int) -> None:
     """500 pieces: about one fetch per tick; 6000: several fetches per tick, features computed between."""
     events = synthetic_market(INSTRUMENTS, seconds=120.0, seed=8).events
-    ref = _Refused(_desk())
+    ref = _Refused(open_desk())
     cfg = backtest_config(ref.desk, INSTRUMENTS, initial_balance=10_000.0, seed=0)
     run_backtest(events, ref, cfg)
 
-    got = _Refused(_desk())
+    got = _Refused(open_desk())
     feed = LiveFeed({("binance-usdm", "BTCUSDT"): 0}, max_wait_ns=50 * MS, clock=lambda: 0)
     clock = MarketClock(feed, cfg, got.on_batch, got.desk.on_market)
     for seq, (a, b) in enumerate(itertools.pairwise(np.linspace(0, events.shape[0], pieces + 1).astype(int))):

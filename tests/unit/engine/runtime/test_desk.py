@@ -1,49 +1,30 @@
 """The desk runtime on a synthetic market with the rules-only model: entries flow through risk and the
 executors into trades, the kill switch stops everything within one tick, and a replay is identical.
 
-The strategy is the example USD-M strategy with its thresholds opened up (τ 0.5, κ 0, no depth gate, short
-cooldown), so that entries happen every few seconds and each property has something to bite on.
+The strategy is the example USD-M strategy with its thresholds opened up (``support.open_desk``), so that
+entries happen every few seconds and each property has something to bite on.
 """
 
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pytest
-import yaml
 
-from tradeplane.api.v1alpha1.riskbudget import RiskBudgetSpec
-from tradeplane.api.v1alpha1.strategy import StrategySpec
 from tradeplane.engine.risk.config import RiskConfig
-from tradeplane.engine.risk.engine import RiskEngine
 from tradeplane.engine.runtime.desk import DeskRuntime
-from tradeplane.engine.runtime.instruments import instrument_table
-from tradeplane.engine.runtime.strategy import StrategyRuntime
 from tradeplane.engine.sim.runner import Context, MarketBatch, run_backtest
 from tradeplane.workloads.local.runner import backtest_config
 from tradeplane.workloads.local.source import synthetic_market
 
-REPO = Path(__file__).resolve().parents[4]
+from .support import INSTRUMENTS, budget_spec, open_desk
+
 _S = 1_000_000_000
 
 
-def _spec(name: str) -> dict[str, object]:
-    return yaml.safe_load((REPO / "examples" / name).read_text())["spec"]  # type: ignore[no-any-return]
-
-
 def _desk(halt_at_s: float | None = None, refuse_until_s: float | None = None) -> tuple[DeskRuntime, object]:
-    raw = _spec("21-strategy-btc-usdm.yaml")
-    raw["decision"] |= {"tau": 0.5, "kappa": 0.0, "cooldownSeconds": 5, "horizonSeconds": 20}  # type: ignore[operator]
-    raw["gates"] |= {"minTop1DepthUsdt": 0, "maxSpreadBps": 50}  # type: ignore[operator]
-    raw["features"] = {"set": "microstructure-v1", "clock": "time", "barMs": 1000}
-    raw["execution"] = {"policy": "immediate"}
-    spec = StrategySpec.model_validate(raw)
-    budget = RiskBudgetSpec.model_validate(_spec("00-riskbudget.yaml"))
-    instruments = instrument_table([("binance-usdm", "BTCUSDT")])
-    strategy = StrategyRuntime.build("usdm-btc", spec, instruments, None)
-    risk = RiskEngine("desk-default", RiskConfig.from_spec(budget), initial_equity=10_000.0)
-    desk = DeskRuntime([strategy], {"desk-default": risk}, instruments)
+    desk, budget, instruments = open_desk(), budget_spec(), INSTRUMENTS
+    risk = desk.budgets["desk-default"]
     data = synthetic_market(instruments, seconds=300, seed=21)
     cfg = backtest_config(desk, instruments, initial_balance=10_000.0, seed=0)
     if halt_at_s is None and refuse_until_s is None:
